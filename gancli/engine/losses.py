@@ -1,0 +1,132 @@
+"""Usage: objective = build_objective(config.objective); loss = objective.d_loss(d_real, d_fake)
+
+One object per adversarial objective. The trainer only calls `d_loss`, `g_loss`,
+`penalty` and `after_d_step`, so adding an objective never touches the loop.
+All discriminator outputs are raw scores (logits for the BCE objectives).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gancli.engine.config import ObjectiveConfig
+
+
+class Objective:
+    """Base objective: no penalty, nothing to do after a D step, scores shown as they are."""
+
+    #: True when D's output is a logit whose sigmoid is the probability "real".
+    probabilistic = False
+
+    def __init__(self, cfg: ObjectiveConfig):
+        self.cfg = cfg
+
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def penalty(
+        self,
+        discriminator: nn.Module,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor | None:
+        return None
+
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        return None
+
+    def score(self, d_out: torch.Tensor) -> torch.Tensor:
+        """What is logged as D(x) and D(G(z)): a probability, or the critic's raw value."""
+        return torch.sigmoid(d_out) if self.probabilistic else d_out
+
+
+class _BCE(Objective):
+    probabilistic = True
+
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        # BCE(real, target t) = t*softplus(-x) + (1-t)*softplus(x); t < 1 is one-sided smoothing.
+        t = self.cfg.real_label
+        real = t * F.softplus(-d_real) + (1.0 - t) * F.softplus(d_real)
+        return real.mean() + F.softplus(d_fake).mean()
+
+
+class Minimax(_BCE):
+    """Goodfellow et al. 2014: G minimises log(1 - D(G(z))), which saturates early on."""
+
+    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        return -F.softplus(d_fake).mean()  # log(1 - sigmoid(x)) = -softplus(x)
+
+
+class NonSaturating(_BCE):
+    """Goodfellow et al. 2014, section 3: G minimises -log D(G(z)) for stronger early gradients."""
+
+    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-d_fake).mean()  # -log(sigmoid(x)) = softplus(-x)
+
+
+class _Wasserstein(Objective):
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        return d_fake.mean() - d_real.mean()
+
+    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        return -d_fake.mean()
+
+
+class WassersteinClip(_Wasserstein):
+    """Arjovsky et al. 2017: keep the critic roughly 1-Lipschitz by clipping every weight."""
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        c = self.cfg.clip
+        for p in discriminator.parameters():
+            p.clamp_(-c, c)
+
+
+class WassersteinGP(_Wasserstein):
+    """Gulrajani et al. 2017: penalise (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+
+    def penalty(
+        self,
+        discriminator: nn.Module,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        # One mixing weight per sample, broadcast over every other dimension.
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+        mixed = torch.lerp(fake.detach(), real, eps)
+        mixed.requires_grad_(True)
+        out = discriminator(mixed, labels)
+        (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+        norm = grad.flatten(1).norm(2, dim=1)
+        return self.cfg.gp_weight * (norm - 1.0).pow(2).mean()
+
+
+class Hinge(Objective):
+    """Lim & Ye 2017 / Miyato et al. 2018: margin losses for D, -D(G(z)) for G."""
+
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+
+    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        return -d_fake.mean()
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "minimax": Minimax,
+    "nonsaturating": NonSaturating,
+    "wgan-clip": WassersteinClip,
+    "wgan-gp": WassersteinGP,
+    "hinge": Hinge,
+}
+
+
+def build_objective(cfg: ObjectiveConfig) -> Objective:
+    return OBJECTIVES[cfg.loss](cfg)

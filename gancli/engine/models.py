@@ -1,0 +1,225 @@
+"""Usage: generator, discriminator = build_models(config.model, image_shape=(1, 28, 28), num_classes=10)
+
+Two families, each with a conditional form: `mlp` (fully connected) and `dcgan`
+(transposed convolutions up, strided convolutions down). Every network takes
+`(input, labels)`; unconditional ones ignore the labels, so the trainer never needs to
+know which one it holds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gancli.engine.config import ModelConfig
+from gancli.engine.errors import ConfigError
+
+MLP_G_HIDDEN = (256, 512, 1024)
+MLP_D_HIDDEN = (1024, 512, 256)
+DCGAN_BASE_CHANNELS = 64  # ngf and ndf at width 1.0
+
+
+class MLPGenerator(nn.Module):
+    """z (+ one-hot label) -> 256 -> 512 -> 1024 -> C*H*W, tanh."""
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        self.z_dim, self.image_shape = cfg.z_dim, image_shape
+        self.num_classes = num_classes if cfg.conditional else 0
+        widths = [_scaled(h, cfg.g_width) for h in MLP_G_HIDDEN]
+        layers: list[nn.Module] = []
+        fan_in = cfg.z_dim + self.num_classes
+        for width in widths:
+            layers += [nn.Linear(fan_in, width)]
+            if cfg.g_norm == "batch":
+                layers += [nn.BatchNorm1d(width)]
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
+            fan_in = width
+        layers += [nn.Linear(fan_in, math.prod(image_shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.flatten(1)
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+        return self.net(z).view(-1, *self.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """C*H*W (+ one-hot label) -> 1024 -> 512 -> 256 -> 1 logit, LeakyReLU 0.2."""
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes if cfg.conditional else 0
+        widths = [_scaled(h, cfg.d_width) for h in MLP_D_HIDDEN]
+        layers: list[nn.Module] = []
+        fan_in = math.prod(image_shape) + self.num_classes
+        for i, width in enumerate(widths):
+            layers += [nn.Linear(fan_in, width)]
+            if i > 0:  # never normalise the raw input layer
+                layers += _norm_1d(cfg.d_norm, width)
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
+            fan_in = width
+        layers += [nn.Linear(fan_in, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.num_classes:
+            x = torch.cat([x, F.one_hot(labels, self.num_classes).to(x.dtype)], dim=1)
+        return self.net(x).view(-1)
+
+
+class DCGANGenerator(nn.Module):
+    """z (+ one-hot label) as a 1x1 map, upsampled by stride-2 transposed convolutions.
+
+    28x28: z -> (ngf*2) x 7 x 7 -> ngf x 14 x 14 -> C x 28 x 28.
+    32x32 and 64x64 start at 4x4 and double more often, halving the channels each time.
+    """
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        channels, size, _ = image_shape
+        base, doublings = dcgan_geometry(size)
+        self.num_classes = num_classes if cfg.conditional else 0
+        ngf = _scaled(DCGAN_BASE_CHANNELS, cfg.g_width)
+        width = ngf * 2 ** (doublings - 1)
+        bias = cfg.g_norm != "batch"  # batch norm's shift makes a conv bias redundant
+        # (z_dim + classes) x 1 x 1 -> width x base x base
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
+            *_norm_2d_g(cfg.g_norm, width),
+            nn.ReLU(inplace=True),
+        ]
+        for _ in range(doublings - 1):
+            # width x s x s -> (width / 2) x 2s x 2s
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
+                *_norm_2d_g(cfg.g_norm, width // 2),
+                nn.ReLU(inplace=True),
+            ]
+            width //= 2
+        # ngf x (size / 2) x (size / 2) -> C x size x size
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.flatten(1)
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """Stride-2 convolutions down to the base size, then one base x base convolution to a logit.
+
+    28x28: C (+ classes as constant maps) x 28 x 28 -> ndf x 14 x 14 -> (ndf*2) x 7 x 7 -> 1.
+    """
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        channels, size, _ = image_shape
+        base, doublings = dcgan_geometry(size)
+        self.num_classes = num_classes if cfg.conditional else 0
+        width = _scaled(DCGAN_BASE_CHANNELS, cfg.d_width)
+        # (C + classes) x size x size -> ndf x (size / 2) x (size / 2); no norm on the input layer
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels + self.num_classes, width, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for _ in range(doublings - 1):
+            # width x s x s -> (width * 2) x s/2 x s/2
+            layers += [
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=cfg.d_norm != "batch"),
+                *_norm_2d_d(cfg.d_norm, width * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            width *= 2
+        # width x base x base -> 1 x 1 x 1
+        layers += [nn.Conv2d(width, 1, base, 1, 0)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            maps = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.net(x).view(-1)
+
+
+def dcgan_geometry(size: int) -> tuple[int, int]:
+    """Image side -> (base side of the smallest feature map, number of stride-2 steps)."""
+    doublings = 0
+    while size % 2 == 0 and size // 2 >= 4:
+        size //= 2
+        doublings += 1
+    if doublings < 2 or size > 7:
+        raise ConfigError(
+            "model.arch: dcgan needs a square image side of the form base * 2^k with base "
+            f"4..7 and k >= 2 (28, 32, 64, ...); got {size * 2**doublings}"
+        )
+    return size, doublings
+
+
+def build_models(
+    cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
+) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for the configured family, initialised."""
+    if image_shape[1] != image_shape[2] and cfg.arch == "dcgan":
+        raise ConfigError(f"model.arch: dcgan needs square images, got {image_shape[1:]}")
+    if cfg.conditional and num_classes < 2:
+        raise ConfigError("model.conditional: the dataset has no class labels to condition on")
+    families = {"mlp": (MLPGenerator, MLPDiscriminator), "dcgan": (DCGANGenerator, DCGANDiscriminator)}
+    g_cls, d_cls = families[cfg.arch]
+    generator, discriminator = g_cls(cfg, image_shape, num_classes), d_cls(cfg, image_shape, num_classes)
+    if cfg.init == "dcgan":
+        generator.apply(_dcgan_init)
+        discriminator.apply(_dcgan_init)
+    if cfg.spectral_norm:
+        for module in list(discriminator.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                spectral_norm(module)
+    return generator, discriminator
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    # Radford et al. 2016, section 4: all weights from N(0, 0.02); batch-norm scales N(1, 0.02).
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _scaled(width: int, multiplier: float) -> int:
+    return max(1, round(width * multiplier))
+
+
+def _norm_1d(kind: str, width: int) -> list[nn.Module]:
+    return {"batch": [nn.BatchNorm1d(width)], "layer": [nn.LayerNorm(width)], "none": []}[kind]
+
+
+def _norm_2d_g(kind: str, channels: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels)] if kind == "batch" else []
+
+
+def _norm_2d_d(kind: str, channels: int) -> list[nn.Module]:
+    # "layer" normalises each sample over (C, H, W), as WGAN-GP's critic does (GroupNorm with one group).
+    return {
+        "batch": [nn.BatchNorm2d(channels)],
+        "layer": [nn.GroupNorm(1, channels)],
+        "none": [],
+    }[kind]

@@ -1,0 +1,109 @@
+"""Usage: run = RunDir.create(runs_root("runs"), "dcgan-mnist")  # runs/dcgan-mnist-001
+
+A run directory is created atomically (os.mkdir fails if the name exists), so two
+runs never share one and an existing run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gancli.engine.errors import CheckpointError, RunDirError
+
+ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_RUNS_PER_NAME = 9999
+
+
+def runs_root(out: str | Path | None = None) -> Path:
+    """--out, else $GANCLI_RUNS_DIR, else ./runs."""
+    if out is not None:
+        return Path(out).expanduser()
+    return Path(os.environ.get(ENV_RUNS_DIR) or "runs").expanduser()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def reals(self) -> Path:
+        return self.path / "reals.png"
+
+    @property
+    def losses_plot(self) -> Path:
+        return self.path / "losses.png"
+
+    @property
+    def progress_gif(self) -> Path:
+        return self.path / "progress.gif"
+
+    def epoch_grid(self, epoch: int) -> Path:
+        return self.samples / f"epoch_{epoch:04d}.png"
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:04d}.pt"
+
+    @classmethod
+    def create(cls, root: Path, name: str) -> RunDir:
+        """Make ROOT/NAME-NNN with the next free number; never reuses an existing directory."""
+        if not _NAME.match(name):
+            raise RunDirError(
+                f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
+            )
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the runs root {root}: {exc.strerror}") from None
+        if not root.is_dir():
+            raise RunDirError(f"the runs root {root} is not a directory")
+        pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
+        taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
+        number = max(taken, default=0) + 1
+        while number <= MAX_RUNS_PER_NAME:
+            path = root / f"{name}-{number:03d}"
+            try:
+                path.mkdir()
+            except FileExistsError:  # another gancli took it a moment ago: take the next one
+                number += 1
+                continue
+            except OSError as exc:
+                raise RunDirError(f"cannot create {path}: {exc.strerror}") from None
+            run = cls(path)
+            run.samples.mkdir()
+            run.checkpoints.mkdir()
+            return run
+        raise RunDirError(f"{root} already holds {MAX_RUNS_PER_NAME} runs named {name}")
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory (one holding checkpoints/last.pt)."""
+        run = cls(Path(path).expanduser())
+        if not run.path.is_dir():
+            raise CheckpointError(f"run directory not found: {run.path}")
+        if not run.last_checkpoint.is_file():
+            raise CheckpointError(f"{run.path} holds no checkpoints/last.pt; is it a gancli run?")
+        return run

@@ -1,0 +1,510 @@
+"""Usage: result = Trainer.new(config, RuntimeOptions(data_dir="data")).fit(reporter)
+
+The only training loop. It never asks which family or objective it is training: the
+models take (input, labels), the objective supplies the losses, its penalty and what
+happens after a D step, and `n_critic` is data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from gancli.engine import checkpoint as ckpt
+from gancli.engine.animation import write_progress_gif
+from gancli.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from gancli.engine.data import ImageSet, load_dataset
+from gancli.engine.errors import (
+    EXIT_INTERRUPTED,
+    CheckpointError,
+    ConfigError,
+    GancliError,
+    TrainingError,
+)
+from gancli.engine.losses import build_objective
+from gancli.engine.models import build_models, has_batch_norm
+from gancli.engine.plots import plot_losses, read_metrics
+from gancli.engine.runs import RunDir, runs_root
+from gancli.engine.sampling import fixed_inputs, generate, save_grid
+
+LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how to run; none of it changes what is learnt, so none of it is in the config."""
+
+    data_dir: str | None = None  # data root to search first
+    out: str | None = None  # runs root (default: $GANCLI_RUNS_DIR or ./runs)
+    name: str | None = None  # run name prefix (default: the preset's name)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
+
+
+class Reporter(Protocol):
+    """What the loop tells the outside world; the CLI renders it as a progress bar or log lines."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+    def advance(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def epoch(self, record: dict[str, Any]) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class NullReporter:
+    def start(self, info: dict[str, Any]) -> None: ...
+    def advance(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def epoch(self, record: dict[str, Any]) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class Interrupted(GancliError):
+    """Training stopped on a signal after saving a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    epochs: int
+    steps: int
+    seconds: float
+    images_per_second: float
+    final: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> the best available device; anything else is checked before it is used."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: MPS is not available here; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _make_optimizer(config: Config, params: Iterator[nn.Parameter], lr: float, device: torch.device):
+    opt = config.optim
+    if opt.name == "adam":
+        # Fused Adam updates all tensors in one kernel per step: much faster on small models.
+        return torch.optim.Adam(params, lr=lr, betas=(opt.beta1, opt.beta2), fused=True)
+    return torch.optim.RMSprop(params, lr=lr, foreach=True)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: Config,
+        run: RunDir,
+        data: ImageSet,
+        device: torch.device,
+        state: dict[str, Any] | None = None,
+    ):
+        self.config, self.run, self.data, self.device = config, run, data, device
+        model_cfg, train_cfg = config.model, config.training
+        if len(data) < train_cfg.batch_size * config.objective.n_critic:
+            raise ConfigError(
+                f"training.batch_size: {train_cfg.batch_size} x objective.n_critic "
+                f"{config.objective.n_critic} real images are needed per G step, but the dataset "
+                f"has only {len(data)}; lower the batch size or raise data.limit"
+            )
+        if state is None:
+            _seed_everything(train_cfg.seed)
+        self.generator, self.discriminator = (
+            m.to(device)
+            for m in build_models(model_cfg, data.image_shape, data.num_classes)
+        )
+        self.ema: nn.Module | None = None
+        if train_cfg.ema > 0:
+            self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.objective = build_objective(config.objective)
+        self.opt_g = _make_optimizer(config, self.generator.parameters(), config.optim.lr_g, device)
+        self.opt_d = _make_optimizer(
+            config, self.discriminator.parameters(), config.optim.lr_d, device
+        )
+        # Without batch norm, D sees real and fake in one pass: same maths, better matmuls.
+        self.joint_d_pass = not has_batch_norm(self.discriminator)
+        self.steps_per_epoch = len(data) // train_cfg.batch_size // config.objective.n_critic
+        self.epoch, self.step, self.step_in_epoch, self.elapsed = 0, 0, 0, 0.0
+        noise, labels, self.grid_nrow = fixed_inputs(
+            model_cfg.z_dim,
+            train_cfg.grid_size,
+            data.num_classes,
+            model_cfg.conditional,
+            train_cfg.seed,
+        )
+        self.fixed_noise, self.fixed_labels = noise, labels
+        if state is not None:
+            self._load_state(state)
+        self._stop_signal: int | None = None
+        self._clock: float | None = None  # perf_counter at the start of this process's fit()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def new(
+        cls,
+        config: Config,
+        options: RuntimeOptions,
+        preset_name: str = "custom",
+    ) -> Trainer:
+        """Load data, create the run directory, write config.yaml and reals.png."""
+        device = resolve_device(options.device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        data = load_dataset(config.data, options.data_dir, device=device)
+        root = runs_root(options.out)
+        run = RunDir.create(root, options.name or preset_name)
+        trainer = cls(config, run, data, device)
+        run.config.write_text(
+            f"# resolved config of {run.path.name} (preset: {preset_name})\n" + config_to_yaml(config)
+        )
+        trainer._write_reals()
+        return trainer
+
+    @classmethod
+    def resume(
+        cls, run_path: str | Path, options: RuntimeOptions, epochs: int | None = None
+    ) -> Trainer:
+        """Continue a run from its last checkpoint; `epochs` raises the planned total."""
+        run = RunDir.open(run_path)
+        state = ckpt.load_checkpoint(run.last_checkpoint)
+        saved = dict(state["config"])
+        if epochs is not None:
+            saved["training"] = {**saved["training"], "epochs": epochs}
+        try:
+            config = config_from_dict(saved)
+        except ConfigError as exc:
+            raise CheckpointError(f"{run.last_checkpoint}: {exc}") from None
+        if config.training.epochs < state["epoch"]:
+            raise ConfigError(
+                f"--epochs {config.training.epochs}: the run has already done {state['epoch']} epochs"
+            )
+        device = resolve_device(options.device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        data_dir = options.data_dir
+        if data_dir is None and state.get("data", {}).get("source"):
+            data_dir = str(Path(state["data"]["source"]).parents[1])  # <root>/<Folder>/raw
+        data = load_dataset(config.data, data_dir, device=device)
+        if len(data) != state["data"]["num_images"]:
+            raise CheckpointError(
+                f"the dataset now has {len(data)} images, the run was trained on "
+                f"{state['data']['num_images']}; resume needs the same data"
+            )
+        trainer = cls(config, run, data, device, state=state)
+        if epochs is not None:
+            run.config.write_text(
+                f"# resolved config of {run.path.name} (resumed)\n" + config_to_yaml(config)
+            )
+        trainer._truncate_metrics()
+        return trainer
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": config_to_dict(self.config),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            "elapsed": self._wall(),
+            "rng": ckpt.capture_rng(),
+            "fixed_noise": self.fixed_noise,
+            "fixed_labels": self.fixed_labels,
+            "grid_nrow": self.grid_nrow,
+            "data": {
+                "dataset": self.data.name,
+                "split": self.data.split,
+                "source": self.data.source,
+                "num_images": len(self.data),
+                "image_shape": list(self.data.image_shape),
+                "class_names": list(self.data.class_names),
+            },
+            "versions": ckpt.versions(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160]
+            raise CheckpointError(f"checkpoint does not fit its own config: {first}") from None
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.step_in_epoch, self.elapsed = int(state["step_in_epoch"]), float(state["elapsed"])
+        self.fixed_noise, self.fixed_labels = state["fixed_noise"], state["fixed_labels"]
+        self.grid_nrow = int(state["grid_nrow"])
+        ckpt.restore_rng(state["rng"])  # last: building the models above consumed random numbers
+
+    def save(self) -> None:
+        state = self.state_dict()
+        ckpt.save_checkpoint(self.run.last_checkpoint, state)
+        every = self.config.training.save_every
+        if every and self.step_in_epoch == 0 and self.epoch % every == 0:
+            ckpt.save_checkpoint(self.run.epoch_checkpoint(self.epoch), state)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, reporter: Reporter | None = None) -> TrainResult:
+        reporter = reporter or NullReporter()
+        cfg = self.config.training
+        images_per_step = cfg.batch_size * self.config.objective.n_critic
+        total_steps = cfg.epochs * self.steps_per_epoch
+        start_step = self.step
+        reporter.start(
+            {
+                "run_dir": str(self.run.path),
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+                "dataset": f"{self.data.name} ({len(self.data)} {self.data.split} images)",
+                "epochs": cfg.epochs,
+                "start_epoch": self.epoch,
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": total_steps,
+                "start_step": start_step,
+            }
+        )
+        window = torch.zeros(len(LOSS_FIELDS), device=self.device)
+        epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
+        window_steps = epoch_steps = 0
+        last: dict[str, float] = {}
+        clock = self._clock = time.perf_counter()
+        window_clock = epoch_clock = clock
+        with self._signals():
+            while self.epoch < cfg.epochs:
+                batches = self.data.batches(
+                    cfg.batch_size,
+                    cfg.seed,
+                    self.epoch,
+                    start=self.step_in_epoch * self.config.objective.n_critic,
+                )
+                while self.step_in_epoch < self.steps_per_epoch:
+                    stats = self._train_step(batches)
+                    window += stats
+                    epoch_sum += stats
+                    window_steps += 1
+                    epoch_steps += 1
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    flush = self.step % cfg.log_every == 0
+                    flush = flush or self.step_in_epoch == self.steps_per_epoch
+                    logged = None
+                    if flush:
+                        now = time.perf_counter()
+                        logged = self._log(
+                            "step", window, window_steps, window_steps * images_per_step,
+                            now - window_clock,
+                        )
+                        window.zero_()
+                        window_steps, window_clock = 0, now
+                        last = {k: logged[k] for k in LOSS_FIELDS}
+                    reporter.advance(self.step, logged)
+                    if self._stop_signal is not None:
+                        self._interrupt()
+                now = time.perf_counter()
+                record = self._log(
+                    "epoch", epoch_sum, epoch_steps, epoch_steps * images_per_step,
+                    now - epoch_clock,
+                )
+                self.epoch += 1
+                self.step_in_epoch = 0
+                epoch_sum.zero_()
+                epoch_steps, epoch_clock = 0, now
+                self._end_epoch()
+                reporter.epoch(record)
+        write_progress_gif(sorted(self.run.samples.glob("epoch_*.png")), self.run.progress_gif)
+        seconds = time.perf_counter() - clock
+        steps_done = self.step - start_step
+        return TrainResult(
+            run_dir=str(self.run.path),
+            epochs=self.epoch,
+            steps=self.step,
+            seconds=round(seconds, 3),
+            images_per_second=round(steps_done * images_per_step / seconds, 1) if seconds else 0.0,
+            final=last,
+        )
+
+    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """n_critic D steps, then one G step on the last D step's fakes. Returns detached stats."""
+        g, d, objective = self.generator, self.discriminator, self.objective
+        n_critic = self.config.objective.n_critic
+        for k in range(n_critic):
+            real, labels = next(batches)
+            z = torch.randn(real.shape[0], self.config.model.z_dim, device=self.device)
+            # Only the last critic step's fakes feed the G step, so only they keep a graph.
+            with torch.set_grad_enabled(k == n_critic - 1):
+                fake = g(z, labels)
+            if self.joint_d_pass:
+                d_real, d_fake = d(
+                    torch.cat([real, fake.detach()]), torch.cat([labels, labels])
+                ).chunk(2)
+            else:
+                d_real, d_fake = d(real, labels), d(fake.detach(), labels)
+            loss_d = objective.d_loss(d_real, d_fake)
+            penalty = objective.penalty(d, real, fake, labels)
+            if penalty is not None:
+                loss_d = loss_d + penalty
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            objective.after_d_step(d)
+        # D's weight gradients would be thrown away in the G step: don't compute them.
+        d.requires_grad_(False)
+        loss_g = objective.g_loss(d(fake, labels))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        d.requires_grad_(True)
+        if self.ema is not None:
+            self._update_ema()
+        with torch.no_grad():
+            return torch.stack(
+                [
+                    loss_d.detach(),
+                    loss_g.detach(),
+                    objective.score(d_real).mean(),
+                    objective.score(d_fake).mean(),
+                ]
+            )
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        assert self.ema is not None
+        weight = 1.0 - self.config.training.ema
+        for e, p in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            e.lerp_(p, weight)
+        for e, b in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            e.copy_(b)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _log(
+        self,
+        kind: str,
+        sums: torch.Tensor,
+        steps: int,
+        images: int,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """Append one record to metrics.jsonl; the only place the loop waits for the device."""
+        means = (sums / max(steps, 1)).tolist()  # one host-device sync per log line
+        # `epoch` is 1-based: the epoch this record belongs to.
+        record: dict[str, Any] = {"kind": kind, "epoch": self.epoch + 1, "step": self.step}
+        record.update({k: round(v, 6) for k, v in zip(LOSS_FIELDS, means, strict=True)})
+        record["images_per_second"] = round(images / seconds, 1) if seconds > 0 else None
+        record["wall"] = round(self._wall(), 3)
+        if not all(math.isfinite(v) for v in means):
+            raise TrainingError(
+                f"losses became NaN/Inf by step {self.step} (epoch {self.epoch + 1}): "
+                f"loss_d={means[0]}, loss_g={means[1]}; the last good checkpoint is kept. "
+                "Lower optim.lr_d / optim.lr_g, or try model.spectral_norm=true"
+            )
+        with open(self.run.metrics, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return record
+
+    def _wall(self) -> float:
+        """Training seconds so far, earlier processes of a resumed run included."""
+        return self.elapsed + (time.perf_counter() - self._clock if self._clock else 0.0)
+
+    def _end_epoch(self) -> None:
+        sampler = self.ema if self.ema is not None else self.generator
+        images = generate(sampler, self.fixed_noise, self.fixed_labels)
+        save_grid(images, self.run.epoch_grid(self.epoch), self.grid_nrow)
+        self.save()
+        plot_losses(read_metrics(self.run.metrics), self.run.losses_plot)
+
+    def _write_reals(self) -> None:
+        labels = self.fixed_labels.to(self.data.labels.device)
+        picks = []
+        for label in labels.tolist() if self.config.model.conditional else []:
+            matches = (self.data.labels == label).nonzero().flatten()
+            picks.append(int(matches[len(picks) % max(len(matches), 1)]) if len(matches) else 0)
+        if not picks:
+            picks = list(range(min(len(labels), len(self.data))))
+        save_grid(self.data.images[picks].cpu(), self.run.reals, self.grid_nrow)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics written after the checkpoint, so a resume never duplicates steps."""
+        keep = [r for r in read_metrics(self.run.metrics) if r.get("step", 0) <= self.step]
+        tmp = self.run.metrics.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        tmp.replace(self.run.metrics)
+
+    # ------------------------------------------------------------------ signals
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """First SIGINT/SIGTERM: finish the step, checkpoint, stop. Second: stop at once."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signal handling to the caller
+            yield
+            return
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _interrupt(self) -> None:
+        self.save()
+        code = EXIT_INTERRUPTED if self._stop_signal == signal.SIGINT else 128 + signal.SIGTERM
+        raise Interrupted(
+            f"interrupted at step {self.step} (epoch {self.epoch + 1}); checkpoint saved to "
+            f"{self.run.last_checkpoint}. Resume with: gancli train --resume {self.run.path}",
+            code,
+        )

@@ -1,0 +1,215 @@
+"""Config precedence and every way a config can be wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gancli.engine.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    describe_fields,
+    list_presets,
+    load_config,
+    parse_override,
+    presets_dir,
+)
+from gancli.engine.errors import ConfigError
+
+PRESETS = ["gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"]
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_defaults_without_preset() -> None:
+    assert load_config() == Config()
+
+
+def test_precedence_defaults_preset_set_flags(tmp_path: Path) -> None:
+    preset = write(tmp_path, "training:\n  epochs: 7\n  batch_size: 32\noptim:\n  lr_g: 1e-3\n")
+    cfg = load_config(preset)
+    assert (cfg.training.epochs, cfg.training.batch_size, cfg.optim.lr_g) == (7, 32, 1e-3)
+    assert cfg.training.seed == Config().training.seed  # untouched key keeps its default
+    cfg = load_config(preset, ["training.epochs=9", "training.seed=3"])
+    assert (cfg.training.epochs, cfg.training.seed, cfg.training.batch_size) == (9, 3, 32)
+    cfg = load_config(preset, ["training.epochs=9"], {"training.epochs": 11, "data.limit": None})
+    assert cfg.training.epochs == 11
+    assert cfg.data.limit is None  # a flag left at None does not override
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_shipped_presets_load_and_describe_themselves(name: str) -> None:
+    cfg = load_config(name)
+    assert cfg.description
+    text = (presets_dir() / f"{name}.yaml").read_text()
+    assert text.startswith(f"# {name}:"), "each preset opens with a comment naming it"
+
+
+def test_preset_recipes_match_their_papers() -> None:
+    wgan = load_config("wgan-mnist")
+    assert (wgan.objective.loss, wgan.objective.clip, wgan.objective.n_critic) == ("wgan-clip", 0.01, 5)
+    assert (wgan.optim.name, wgan.optim.lr_d) == ("rmsprop", 5e-5)
+    gp = load_config("wgan-gp-mnist")
+    assert (gp.objective.gp_weight, gp.objective.n_critic, gp.model.d_norm) == (10.0, 5, "layer")
+    assert (gp.optim.lr_g, gp.optim.beta1, gp.optim.beta2) == (1e-4, 0.0, 0.9)
+    assert load_config("cgan-mnist").model.conditional
+    assert load_config("gan-mnist").model.arch == "mlp"
+
+
+def test_list_presets_has_descriptions() -> None:
+    presets = list_presets()
+    assert set(PRESETS) <= set(presets)
+    assert all(presets[name] for name in PRESETS)
+
+
+def test_yaml_exponent_without_dot_is_a_number() -> None:
+    assert parse_override("optim.lr_g=1e-4") == ("optim.lr_g", "1e-4")
+    assert load_config(None, ["optim.lr_g=1e-4"]).optim.lr_g == pytest.approx(1e-4)
+
+
+def test_roundtrip_through_dict() -> None:
+    cfg = load_config("cgan-mnist", ["training.ema=0.999"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))) == cfg
+
+
+def test_every_field_has_help() -> None:
+    fields = describe_fields()
+    assert "training.epochs" in fields
+    assert all(text.strip() for text in fields.values())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.epochs=0", "training.epochs: must be >= 1"),
+        ("training.epochs=-3", "training.epochs: must be >= 1"),
+        ("training.epochs=2.5", "training.epochs: expected a whole number"),
+        ("training.epochs=five", "training.epochs: expected a whole number"),
+        ("training.epochs=true", "training.epochs: expected a whole number"),
+        ("optim.lr_g=0", "optim.lr_g: must be > 0"),
+        ("optim.lr_g=-1e-4", "optim.lr_g: must be > 0"),
+        ("optim.lr_g=.nan", "optim.lr_g: must be a finite number"),
+        ("optim.lr_g=nan", "optim.lr_g: must be a finite number"),
+        ("optim.lr_g=inf", "optim.lr_g: must be a finite number"),
+        ("optim.lr_g=fast", "optim.lr_g: expected a number"),
+        ("optim.beta1=1", "optim.beta1: must be < 1"),
+        ("optim.name=sgd", "optim.name: must be one of adam, rmsprop"),
+        ("model.arch=resnet", "model.arch: must be one of mlp, dcgan"),
+        ("model.conditional=maybe", "model.conditional: expected true or false"),
+        ("model.z_dim=100000", "model.z_dim: must be <= 4096"),
+        ("objective.loss=lsgan", "objective.loss: must be one of"),
+        ("objective.n_critic=0", "objective.n_critic: must be >= 1"),
+        ("training.batch_size=1", "training.batch_size: must be >= 2"),
+        ("training.epochs=99999999999", "training.epochs: must be <= 100000"),
+        ("training.bogus=1", "training.bogus: unknown key"),
+        ("trainin.epochs=1", "trainin: unknown key"),
+        ("epochs=1", "epochs: expected section.key"),
+        ("a.b.c=1", "a.b.c: expected section.key"),
+        ("training.epochs", "expected section.key=value"),
+        ("=3", "expected section.key=value"),
+        ("training.epochs=[1, 2]", "expected a single value"),
+        ("data.limit=0", "data.limit: must be >= 1"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("# only a comment\n", "the file is empty"),
+        ("- 1\n- 2\n", "expected a mapping of sections, got a list"),
+        ("just text", "expected a mapping of sections, got text"),
+        ("training: [1, 2]\n", "training: expected a mapping of keys, got a list"),
+        ("training:\n  epochs: {a: 1}\n", "training.epochs: expected a whole number, got a mapping"),
+        ("model:\n  arch: [mlp]\n", "model.arch: must be one of"),
+        ("optimizer:\n  lr: 1\n", "optimizer: unknown key"),
+        ("training:\n  epochs: 1\n   bad: indent\n", "invalid YAML at line"),
+        ("training: {epochs: 1\n", "invalid YAML"),
+        ("description: [1]\n", "description: expected text"),
+        ("objective:\n  loss: wgan-gp\nmodel:\n  d_norm: batch\n", "model.d_norm: batch norm"),
+        ("!!python/object/apply:os.system ['echo pwned']\n", "invalid YAML"),
+    ],
+)
+def test_bad_preset_files(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(write(tmp_path, b"training:\n  epochs: \xff\xfe\n"))
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        cur = chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]")
+    lines.append("training:\n  epochs: *i")
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_unknown_preset_lists_available() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'dcgan-mnsit'; available presets: .*dcgan-mnist"):
+        load_config("dcgan-mnsit")
+
+
+def test_missing_preset_file() -> None:
+    with pytest.raises(ConfigError, match="preset file not found"):
+        load_config("nowhere/p.yaml")
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+keys = st.sampled_from(
+    ["data", "model", "objective", "optim", "training", "description", "other"]
+)
+fields = st.sampled_from(
+    ["epochs", "batch_size", "lr_g", "arch", "loss", "limit", "conditional", "ema", "z_dim", "x"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, st.one_of(values, st.dictionaries(fields, values, max_size=4)), max_size=4))
+def test_any_mapping_gives_a_config_or_one_config_error(tree: dict) -> None:
+    try:
+        cfg = config_from_dict(tree)
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert isinstance(cfg, Config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_any_override_text_gives_a_config_or_one_config_error(text: str) -> None:
+    try:
+        load_config(None, [text])
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
