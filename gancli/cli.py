@@ -55,7 +55,9 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Train, sample, animate, score and inspect the classic GANs."""
@@ -73,10 +75,14 @@ def train(
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", "-s", help="Override one config value: section.key=value. Repeatable."),
+        typer.Option(
+            "--set", "-s", help="Override one config value: section.key=value. Repeatable."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (training.epochs).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (training.batch_size).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (training.batch_size).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (training.seed).")] = None,
     limit: Annotated[
         int | None, typer.Option(help="Train on the first N images only (data.limit).")
@@ -86,7 +92,9 @@ def train(
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Data root to search first (then $GANCLI_DATA_DIR, the cache, download)."),
+        typer.Option(
+            help="Data root to search first (then $GANCLI_DATA_DIR, the cache, download)."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Runs root (default: $GANCLI_RUNS_DIR or ./runs).")
@@ -119,8 +127,15 @@ def train(
             threads=threads,
         )
         if resume is not None:
-            others = {"--preset": preset, "--set": overrides, "--batch-size": batch_size,
-                      "--seed": seed, "--limit": limit, "--save-every": save_every, "--name": name}
+            others = {
+                "--preset": preset,
+                "--set": overrides,
+                "--batch-size": batch_size,
+                "--seed": seed,
+                "--limit": limit,
+                "--save-every": save_every,
+                "--name": name,
+            }
             given = [flag for flag, value in others.items() if value]
             if given:
                 raise ConfigError(
@@ -169,7 +184,9 @@ def _not_yet(command: str) -> None:
 
 
 @app.command(epilog="Example:  gancli sample --digit 7 -n 64")
-def sample(path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None) -> None:
+def sample(
+    path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None,
+) -> None:
     """Generate images from a trained run (not implemented yet)."""
     _not_yet("sample")
 
@@ -181,12 +198,16 @@ def animate(path: Annotated[str | None, typer.Argument(help="Run directory.")] =
 
 
 @app.command(epilog="Example:  gancli evaluate runs/cgan-mnist-001 -n 10000")
-def evaluate(path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None) -> None:
-    """Score a trained run with FID, KID, precision/recall and class metrics (not implemented yet)."""
+def evaluate(
+    path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None,
+) -> None:
+    """Score a trained run with FID, KID and class metrics (not implemented yet)."""
     _not_yet("evaluate")
 
 
 @app.command(epilog="Example:  gancli inspect runs/dcgan-mnist-001")
-def inspect(path: Annotated[str | None, typer.Argument(help="Run, checkpoint or preset.")] = None) -> None:
+def inspect(
+    path: Annotated[str | None, typer.Argument(help="Run, checkpoint or preset.")] = None,
+) -> None:
     """Show what a run, checkpoint or preset holds (not implemented yet)."""
     _not_yet("inspect")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or hostile files
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable gancli checkpoint ({reason})") from None
+        raise CheckpointError(
+            f"{path}: not a readable gancli checkpoint ({_reason(exc)})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gancli checkpoint")
     if state.get("version") != FORMAT_VERSION:
@@ -68,17 +70,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def versions() -> dict[str, str]:
     return {
         "gancli": gancli.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is not plain data
         "python": sys.version.split()[0],
     }
 
 
 def capture_rng() -> dict[str, Any]:
     """Every RNG state the training loop touches, in types weights_only loading accepts."""
-    np_state = np.random.get_state()
+    kind, keys, *position = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "numpy": [kind, torch.from_numpy(np.array(keys, dtype=np.uint32)), *position],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -98,6 +100,16 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if "mps" in state and torch.backends.mps.is_available():
         torch.mps.set_rng_state(state["mps"].cpu())
+
+
+def _reason(exc: Exception) -> str:
+    """The useful part of torch.load's error, on one line."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it holds a Python object ({found.group(1)}), refused by weights-only loading"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:160] if lines else type(exc).__name__
 
 
 def _fsync_dir(directory: Path) -> None:

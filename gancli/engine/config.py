@@ -1,4 +1,4 @@
-"""Usage: config = load_config("dcgan-mnist", overrides=["optim.lr_g=1e-4"], flags={"training.epochs": 3})
+"""Usage: config = load_config("dcgan-mnist", ["optim.lr_g=1e-4"], {"training.epochs": 3})
 
 One function owns the precedence defaults < preset YAML < --set overrides < dedicated
 flags, and every value is checked against the dataclass field it lands in: unknown keys,
@@ -44,7 +44,9 @@ class ModelConfig:
     g_norm: Literal["batch", "none"] = option("batch", "normalisation inside G")
     d_norm: Literal["batch", "layer", "none"] = option("batch", "normalisation inside D")
     spectral_norm: bool = option(False, "spectral normalisation on D's weights")
-    init: Literal["dcgan", "default"] = option("dcgan", "dcgan: weights N(0, 0.02); default: torch's")
+    init: Literal["dcgan", "default"] = option(
+        "dcgan", "dcgan: weights N(0, 0.02); default: torch's"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class ObjectiveConfig:
     n_critic: int = option(1, "D steps per G step", ge=1, le=100)
     clip: float = option(0.01, "weight clipping bound for wgan-clip", gt=0, le=10)
     gp_weight: float = option(10.0, "gradient penalty weight (lambda) for wgan-gp", ge=0, le=1e4)
-    real_label: float = option(1.0, "target for real images in BCE losses (0.9: smoothing)", gt=0, le=1)
+    real_label: float = option(
+        1.0, "target for real images in BCE losses (0.9: smoothing)", gt=0, le=1
+    )
 
 
 @dataclass(frozen=True)

@@ -119,14 +119,18 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     dtype, ndim = data[2], data[3]
     if dtype != _IDX_UBYTE:
-        raise DataError(f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)")
+        raise DataError(
+            f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)"
+        )
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
         raise DataError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise DataError(f"{path}: IDX size mismatch: header says {shape}, file has {len(data)} bytes")
+        raise DataError(
+            f"{path}: IDX size mismatch: header says {shape}, file has {len(data)} bytes"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 

@@ -1,4 +1,4 @@
-"""Usage: generator, discriminator = build_models(config.model, image_shape=(1, 28, 28), num_classes=10)
+"""Usage: generator, discriminator = build_models(config.model, (1, 28, 28), num_classes=10)
 
 Two families, each with a conditional form: `mlp` (fully connected) and `dcgan`
 (transposed convolutions up, strided convolutions down). Every network takes
@@ -45,7 +45,7 @@ class MLPGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         z = z.flatten(1)
         if self.num_classes:
-            z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+            z = torch.cat([z, _one_hot(labels, self.num_classes, z)], dim=1)
         return self.net(z).view(-1, *self.image_shape)
 
 
@@ -70,7 +70,7 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = x.flatten(1)
         if self.num_classes:
-            x = torch.cat([x, F.one_hot(labels, self.num_classes).to(x.dtype)], dim=1)
+            x = torch.cat([x, _one_hot(labels, self.num_classes, x)], dim=1)
         return self.net(x).view(-1)
 
 
@@ -110,7 +110,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         z = z.flatten(1)
         if self.num_classes:
-            z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+            z = torch.cat([z, _one_hot(labels, self.num_classes, z)], dim=1)
         return self.net(z[:, :, None, None])
 
 
@@ -145,7 +145,7 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes:
-            maps = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
+            maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
         return self.net(x).view(-1)
 
@@ -172,9 +172,15 @@ def build_models(
         raise ConfigError(f"model.arch: dcgan needs square images, got {image_shape[1:]}")
     if cfg.conditional and num_classes < 2:
         raise ConfigError("model.conditional: the dataset has no class labels to condition on")
-    families = {"mlp": (MLPGenerator, MLPDiscriminator), "dcgan": (DCGANGenerator, DCGANDiscriminator)}
+    families = {
+        "mlp": (MLPGenerator, MLPDiscriminator),
+        "dcgan": (DCGANGenerator, DCGANDiscriminator),
+    }
     g_cls, d_cls = families[cfg.arch]
-    generator, discriminator = g_cls(cfg, image_shape, num_classes), d_cls(cfg, image_shape, num_classes)
+    generator, discriminator = (
+        g_cls(cfg, image_shape, num_classes),
+        d_cls(cfg, image_shape, num_classes),
+    )
     if cfg.init == "dcgan":
         generator.apply(_dcgan_init)
         discriminator.apply(_dcgan_init)
@@ -187,6 +193,10 @@ def build_models(
 
 def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def has_convolutions(module: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in module.modules())
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -204,12 +214,20 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    if labels is None:
+        raise ValueError("a conditional network needs labels")
+    return F.one_hot(labels, num_classes).to(like.dtype)
+
+
 def _scaled(width: int, multiplier: float) -> int:
     return max(1, round(width * multiplier))
 
 
 def _norm_1d(kind: str, width: int) -> list[nn.Module]:
-    return {"batch": [nn.BatchNorm1d(width)], "layer": [nn.LayerNorm(width)], "none": []}[kind]
+    if kind == "batch":
+        return [nn.BatchNorm1d(width)]
+    return [nn.LayerNorm(width)] if kind == "layer" else []
 
 
 def _norm_2d_g(kind: str, channels: int) -> list[nn.Module]:
@@ -217,9 +235,7 @@ def _norm_2d_g(kind: str, channels: int) -> list[nn.Module]:
 
 
 def _norm_2d_d(kind: str, channels: int) -> list[nn.Module]:
-    # "layer" normalises each sample over (C, H, W), as WGAN-GP's critic does (GroupNorm with one group).
-    return {
-        "batch": [nn.BatchNorm2d(channels)],
-        "layer": [nn.GroupNorm(1, channels)],
-        "none": [],
-    }[kind]
+    # "layer" normalises each sample over (C, H, W) as WGAN-GP's critic does: one-group GroupNorm.
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    return [nn.GroupNorm(1, channels)] if kind == "layer" else []

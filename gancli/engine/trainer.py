@@ -13,6 +13,7 @@ import math
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from gancli.engine.errors import (
     TrainingError,
 )
 from gancli.engine.losses import build_objective
-from gancli.engine.models import build_models, has_batch_norm
+from gancli.engine.models import build_models, has_batch_norm, has_convolutions
 from gancli.engine.plots import plot_losses, read_metrics
 from gancli.engine.runs import RunDir, runs_root
 from gancli.engine.sampling import fixed_inputs, generate, save_grid
@@ -120,7 +121,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _make_optimizer(config: Config, params: Iterator[nn.Parameter], lr: float, device: torch.device):
+def _make_optimizer(
+    config: Config, params: Iterator[nn.Parameter], lr: float, device: torch.device
+):
     opt = config.optim
     if opt.name == "adam":
         # Fused Adam updates all tensors in one kernel per step: much faster on small models.
@@ -147,10 +150,14 @@ class Trainer:
             )
         if state is None:
             _seed_everything(train_cfg.seed)
-        self.generator, self.discriminator = (
-            m.to(device)
-            for m in build_models(model_cfg, data.image_shape, data.num_classes)
+        generator, discriminator = build_models(model_cfg, data.image_shape, data.num_classes)
+        # Convolutions run markedly faster on channels-last tensors (about 1.4x for DCGAN on
+        # a 2-core CPU); fully connected models have nothing to gain.
+        self.memory_format = (
+            torch.channels_last if has_convolutions(generator) else torch.contiguous_format
         )
+        self.generator = generator.to(device).to(memory_format=self.memory_format)
+        self.discriminator = discriminator.to(device).to(memory_format=self.memory_format)
         self.ema: nn.Module | None = None
         if train_cfg.ema > 0:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -194,7 +201,8 @@ class Trainer:
         run = RunDir.create(root, options.name or preset_name)
         trainer = cls(config, run, data, device)
         run.config.write_text(
-            f"# resolved config of {run.path.name} (preset: {preset_name})\n" + config_to_yaml(config)
+            f"# resolved config of {run.path.name} (preset: {preset_name})\n"
+            + config_to_yaml(config)
         )
         trainer._write_reals()
         return trainer
@@ -215,7 +223,8 @@ class Trainer:
             raise CheckpointError(f"{run.last_checkpoint}: {exc}") from None
         if config.training.epochs < state["epoch"]:
             raise ConfigError(
-                f"--epochs {config.training.epochs}: the run has already done {state['epoch']} epochs"
+                f"--epochs {config.training.epochs}: the run has already done "
+                f"{state['epoch']} epochs"
             )
         device = resolve_device(options.device)
         if options.threads:
@@ -315,6 +324,9 @@ class Trainer:
         epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
         window_steps = epoch_steps = 0
         last: dict[str, float] = {}
+        # Denormal floats appear as weights shrink and are very slow on x86 CPUs; flush them
+        # to zero (process-wide; a no-op where unsupported).
+        torch.set_flush_denormal(True)
         clock = self._clock = time.perf_counter()
         window_clock = epoch_clock = clock
         with self._signals():
@@ -339,7 +351,10 @@ class Trainer:
                     if flush:
                         now = time.perf_counter()
                         logged = self._log(
-                            "step", window, window_steps, window_steps * images_per_step,
+                            "step",
+                            window,
+                            window_steps,
+                            window_steps * images_per_step,
                             now - window_clock,
                         )
                         window.zero_()
@@ -350,7 +365,10 @@ class Trainer:
                         self._interrupt()
                 now = time.perf_counter()
                 record = self._log(
-                    "epoch", epoch_sum, epoch_steps, epoch_steps * images_per_step,
+                    "epoch",
+                    epoch_sum,
+                    epoch_steps,
+                    epoch_steps * images_per_step,
                     now - epoch_clock,
                 )
                 self.epoch += 1
@@ -377,6 +395,7 @@ class Trainer:
         n_critic = self.config.objective.n_critic
         for k in range(n_critic):
             real, labels = next(batches)
+            real = real.contiguous(memory_format=self.memory_format)
             z = torch.randn(real.shape[0], self.config.model.z_dim, device=self.device)
             # Only the last critic step's fakes feed the G step, so only they keep a graph.
             with torch.set_grad_enabled(k == n_critic - 1):
@@ -418,10 +437,10 @@ class Trainer:
     def _update_ema(self) -> None:
         assert self.ema is not None
         weight = 1.0 - self.config.training.ema
-        for e, p in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
-            e.lerp_(p, weight)
-        for e, b in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
-            e.copy_(b)
+        for average, param in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            average.lerp_(param, weight)
+        for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -462,14 +481,19 @@ class Trainer:
         plot_losses(read_metrics(self.run.metrics), self.run.losses_plot)
 
     def _write_reals(self) -> None:
-        labels = self.fixed_labels.to(self.data.labels.device)
-        picks = []
-        for label in labels.tolist() if self.config.model.conditional else []:
+        """Real images laid out like the epoch grids: row i of a conditional run shows class i."""
+        labels, images = self.fixed_labels.tolist(), self.data.images.cpu()
+        if not self.config.model.conditional:
+            save_grid(images[: len(labels)], self.run.reals, self.grid_nrow)
+            return
+        tiles = torch.zeros(len(labels), *self.data.image_shape, dtype=torch.uint8)
+        seen: Counter[int] = Counter()
+        for i, label in enumerate(labels):
             matches = (self.data.labels == label).nonzero().flatten()
-            picks.append(int(matches[len(picks) % max(len(matches), 1)]) if len(matches) else 0)
-        if not picks:
-            picks = list(range(min(len(labels), len(self.data))))
-        save_grid(self.data.images[picks].cpu(), self.run.reals, self.grid_nrow)
+            if len(matches):  # a class missing from a --limit'ed dataset stays blank
+                tiles[i] = images[int(matches[seen[label] % len(matches)])]
+            seen[label] += 1
+        save_grid(tiles, self.run.reals, self.grid_nrow)
 
     def _truncate_metrics(self) -> None:
         """Drop metrics written after the checkpoint, so a resume never duplicates steps."""

@@ -1,0 +1,145 @@
+"""IDX reading, data-directory lookup and batching, on the real MNIST files."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gancli.engine.config import DataConfig
+from gancli.engine.data import load_dataset, read_idx, to_uint8, to_unit_range
+from gancli.engine.errors import DataError
+
+# Published MNIST training label counts for digits 0-9.
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def make_mnist_root(root: Path, n: int = 20, gz: bool = True) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.arange(n * 28 * 28, dtype=np.uint8).reshape(n, 28, 28)
+    labels = np.arange(n, dtype=np.uint8) % 10
+    for stem, arr in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
+        data = idx_bytes(arr)
+        if gz:
+            (raw / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (raw / stem).write_bytes(data)
+    return root
+
+
+def test_mnist_train_split_from_shared_data(data_dir: Path) -> None:
+    data = load_dataset(DataConfig(dataset="mnist"), data_dir)
+    assert data.images.shape == (60_000, 1, 28, 28)
+    assert data.images.dtype == torch.uint8 and data.labels.dtype == torch.int64
+    assert torch.bincount(data.labels).tolist() == MNIST_TRAIN_COUNTS
+    assert data.images.float().mean().item() == pytest.approx(33.318, abs=1e-3)
+    assert data.class_names == tuple("0123456789")
+    assert data.source.endswith("MNIST/raw")
+
+
+def test_mnist_test_split_and_limit(data_dir: Path) -> None:
+    test = load_dataset(DataConfig(dataset="mnist"), data_dir, split="test")
+    assert len(test) == 10_000
+    limited = load_dataset(DataConfig(dataset="mnist", limit=300), data_dir)
+    full = load_dataset(DataConfig(dataset="mnist"), data_dir)
+    assert len(limited) == 300
+    assert torch.equal(limited.images, full.images[:300])
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_raw_and_gzipped_idx(tmp_path: Path, gz: bool) -> None:
+    root = make_mnist_root(tmp_path, gz=gz)
+    data = load_dataset(DataConfig(dataset="mnist"), root)
+    assert data.images.shape == (20, 1, 28, 28)
+    assert data.labels.tolist() == [i % 10 for i in range(20)]
+
+
+def test_idx_header_checks(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
+    with pytest.raises(DataError, match="bad magic number"):
+        read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(idx_bytes(np.zeros((4, 2), dtype=np.uint8))[:-3])
+    with pytest.raises(DataError, match="size mismatch"):
+        read_idx(short)
+    floats = tmp_path / "floats"
+    floats.write_bytes(bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 1) + b"\x00" * 4)
+    with pytest.raises(DataError, match="not supported"):
+        read_idx(floats)
+    broken_gz = tmp_path / "broken.gz"
+    broken_gz.write_bytes(gzip.compress(idx_bytes(np.zeros((10, 10), dtype=np.uint8)))[:-10])
+    with pytest.raises(DataError, match="cannot read"):
+        read_idx(broken_gz)
+
+
+def test_lookup_order_data_dir_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = make_mnist_root(tmp_path / "first", n=10)
+    second = make_mnist_root(tmp_path / "second", n=30)
+    monkeypatch.setenv("GANCLI_DATA_DIR", str(second))
+    assert len(load_dataset(DataConfig(), first)) == 10
+    assert len(load_dataset(DataConfig(), None)) == 30
+    # A --data-dir without the files falls through to the next place.
+    assert len(load_dataset(DataConfig(), tmp_path / "empty")) == 30
+
+
+def test_user_cache_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GANCLI_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    make_mnist_root(tmp_path / "gancli" / "data", n=12)
+    assert len(load_dataset(DataConfig(), None)) == 12
+
+
+def test_not_found_names_every_place_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(), tmp_path / "flag")
+    message = str(info.value)
+    for part in (
+        "(--data-dir)",
+        "($GANCLI_DATA_DIR)",
+        "(user cache)",
+        "download (skipped",
+        "--data-dir <dir>",
+    ):
+        assert part in message
+    assert "\n" not in message
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(DataError, match="unknown dataset 'cifar'"):
+        load_dataset(DataConfig(dataset="cifar"))
+
+
+def test_batches_are_seeded_full_and_scaled(tmp_path: Path) -> None:
+    data = load_dataset(DataConfig(), make_mnist_root(tmp_path, n=50))
+    first = list(data.batches(8, seed=1, epoch=0))
+    again = list(data.batches(8, seed=1, epoch=0))
+    other_epoch = list(data.batches(8, seed=1, epoch=1))
+    assert len(first) == 6 and all(x.shape == (8, 1, 28, 28) for x, _ in first)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][1], other_epoch[0][1])
+    x = torch.cat([b[0] for b in first])
+    assert x.min() >= -1.0 and x.max() <= 1.0 and x.dtype == torch.float32
+    # Each image appears at most once per epoch, with its own label.
+    seen = torch.cat([b[1] for b in first])
+    assert len(seen) == 48
+    resumed = list(data.batches(8, seed=1, epoch=0, start=4))
+    assert torch.equal(resumed[0][0], first[4][0])
+
+
+def test_scaling_roundtrip() -> None:
+    pixels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    unit = to_unit_range(pixels)
+    assert unit.min().item() == -1.0 and unit.max().item() == 1.0
+    assert torch.equal(to_uint8(unit), pixels)

@@ -1,0 +1,92 @@
+"""Shapes, sizes and initialisation of every generator and discriminator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gancli.engine.config import ModelConfig
+from gancli.engine.errors import ConfigError
+from gancli.engine.models import build_models, count_parameters, dcgan_geometry, has_batch_norm
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 64, 64)])
+def test_shapes(arch: str, conditional: bool, shape: tuple[int, int, int]) -> None:
+    cfg = ModelConfig(arch=arch, conditional=conditional)
+    g, d = build_models(cfg, shape, num_classes=10)
+    z, labels = torch.randn(4, cfg.z_dim), torch.tensor([0, 3, 7, 9])
+    images = g(z, labels)
+    assert images.shape == (4, *shape)
+    assert images.min() >= -1 and images.max() <= 1  # tanh output
+    assert d(images, labels).shape == (4,)
+
+
+def test_mlp_layout_matches_the_classic_recipe() -> None:
+    g, d = build_models(ModelConfig(arch="mlp", g_norm="none", d_norm="none"), (1, 28, 28), 10)
+    g_linear = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    d_linear = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in g_linear] == [
+        (100, 256),
+        (256, 512),
+        (512, 1024),
+        (1024, 784),
+    ]
+    assert [(m.in_features, m.out_features) for m in d_linear] == [
+        (784, 1024),
+        (1024, 512),
+        (512, 256),
+        (256, 1),
+    ]
+
+
+def test_conditional_inputs_widen_the_first_layers() -> None:
+    g, d = build_models(ModelConfig(arch="dcgan", conditional=True), (1, 28, 28), 10)
+    assert g.net[0].in_channels == 110  # z + one-hot
+    assert d.net[0].in_channels == 11  # image + 10 label maps
+    z = torch.randn(2, 100)
+    out_a = g(z, torch.tensor([1, 1]))
+    out_b = g(z, torch.tensor([2, 2]))
+    assert not torch.allclose(out_a, out_b)  # the label changes the image
+
+
+def test_dcgan_init_and_width_multipliers() -> None:
+    torch.manual_seed(0)
+    g, d = build_models(ModelConfig(arch="dcgan", g_width=0.5, d_width=2.0), (1, 28, 28), 10)
+    convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert convs[0].out_channels == 64  # ngf*2 with ngf = 64 * 0.5
+    assert d.net[0].out_channels == 128  # ndf = 64 * 2
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+    assert weights.mean().abs().item() < 1e-3
+
+
+def test_normalisation_and_spectral_norm_options() -> None:
+    _, d = build_models(ModelConfig(d_norm="layer", spectral_norm=True), (1, 28, 28), 10)
+    assert not has_batch_norm(d)
+    assert any(isinstance(m, nn.GroupNorm) for m in d.modules())
+    assert all(
+        hasattr(m, "parametrizations") for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
+    _, d = build_models(ModelConfig(d_norm="none"), (1, 28, 28), 10)
+    assert not any(isinstance(m, (nn.GroupNorm, nn.BatchNorm2d)) for m in d.modules())
+    g, d = build_models(ModelConfig(), (1, 28, 28), 10)
+    assert has_batch_norm(g) and has_batch_norm(d)
+    assert count_parameters(g) > 0
+
+
+def test_dcgan_geometry() -> None:
+    assert dcgan_geometry(28) == (7, 2)
+    assert dcgan_geometry(32) == (4, 3)
+    assert dcgan_geometry(64) == (4, 4)
+    with pytest.raises(ConfigError, match="dcgan needs"):
+        dcgan_geometry(30)
+    with pytest.raises(ConfigError, match="dcgan needs"):
+        dcgan_geometry(8)
+
+
+def test_conditional_needs_classes() -> None:
+    with pytest.raises(ConfigError, match="no class labels"):
+        build_models(ModelConfig(conditional=True), (1, 28, 28), num_classes=1)

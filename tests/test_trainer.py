@@ -1,0 +1,202 @@
+"""Real (tiny) training runs: every preset, run-directory contents, exact resume, failures."""
+
+from __future__ import annotations
+
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancli.engine import losses
+from gancli.engine.checkpoint import load_checkpoint
+from gancli.engine.config import load_config
+from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
+from gancli.engine.plots import read_metrics
+from gancli.engine.trainer import Interrupted, NullReporter, RuntimeOptions, Trainer
+
+PRESETS = ["gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"]
+TINY = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 1}
+
+
+def new_trainer(tmp_path: Path, preset: str, data_dir: Path, *sets: str, **flags: Any) -> Trainer:
+    config = load_config(preset, list(sets), {**TINY, **flags})
+    options = RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path / "runs"), device="cpu")
+    return Trainer.new(config, options, preset_name=preset)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_one_epoch_of_each_preset_writes_a_complete_run(
+    tmp_path: Path, data_dir: Path, preset: str
+) -> None:
+    trainer = new_trainer(tmp_path, preset, data_dir)
+    result = trainer.fit()
+    run = Path(result.run_dir)
+    assert run == tmp_path / "runs" / f"{preset}-001"
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "reals.png",
+        "losses.png",
+        "progress.gif",
+        "samples/epoch_0001.png",
+        "checkpoints/last.pt",
+    ):
+        assert (run / name).is_file(), name
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["kind"] for r in records][-1] == "epoch"
+    for record in records:
+        for key in ("loss_d", "loss_g", "d_real", "d_fake", "wall"):
+            assert math.isfinite(record[key]), (key, record)
+    assert result.steps == trainer.steps_per_epoch == 320 // 32 // trainer.config.objective.n_critic
+    assert set(result.final) == {"loss_d", "loss_g", "d_real", "d_fake"}
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and state["step"] == result.steps
+    assert state["config"]["objective"]["loss"] == trainer.config.objective.loss
+    assert load_config(run / "config.yaml") == trainer.config  # config.yaml is a usable preset
+
+
+def test_grid_layouts(tmp_path: Path, data_dir: Path) -> None:
+    cond = new_trainer(tmp_path, "cgan-mnist", data_dir).fit()
+    # 10 rows (one per class) x 10 columns of 28 px with 2 px padding.
+    with Image.open(Path(cond.run_dir) / "samples" / "epoch_0001.png") as grid:
+        assert grid.size == (10 * 30 + 2, 10 * 30 + 2)
+    with Image.open(Path(cond.run_dir) / "reals.png") as reals:
+        assert reals.size == (302, 302)
+    state = load_checkpoint(Path(cond.run_dir) / "checkpoints" / "last.pt")
+    assert state["fixed_labels"].tolist() == [c for c in range(10) for _ in range(10)]
+    plain = new_trainer(tmp_path, "dcgan-mnist", data_dir, "training.grid_size=36").fit()
+    with Image.open(Path(plain.run_dir) / "samples" / "epoch_0001.png") as grid:
+        assert grid.size == (6 * 30 + 2, 6 * 30 + 2)
+
+
+def test_conditional_reals_show_one_class_per_row(tmp_path: Path, data_dir: Path) -> None:
+    trainer = new_trainer(tmp_path, "cgan-mnist", data_dir)
+    with Image.open(trainer.run.reals) as img:
+        pixels = torch.from_numpy(np.asarray(img).copy())
+    assert pixels.shape == (302, 302)
+    data = trainer.data
+    for row in range(10):
+        tile = pixels[2 + row * 30 : 2 + row * 30 + 28, 2:30]
+        matches = [i for i in range(len(data)) if torch.equal(data.images[i, 0], tile)]
+        assert matches and int(data.labels[matches[0]]) == row
+
+
+def test_run_directories_are_numbered_never_reused(tmp_path: Path, data_dir: Path) -> None:
+    a = new_trainer(tmp_path, "gan-mnist", data_dir)
+    b = new_trainer(tmp_path, "gan-mnist", data_dir)
+    assert (a.run.path.name, b.run.path.name) == ("gan-mnist-001", "gan-mnist-002")
+    assert (a.run.config.read_text().splitlines()[0]).startswith("# resolved config")
+
+
+def weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    flat = {f"g.{k}": v for k, v in state["generator"].items()}
+    flat.update({f"d.{k}": v for k, v in state["discriminator"].items()})
+    if state["ema"] is not None:
+        flat.update({f"ema.{k}": v for k, v in state["ema"].items()})
+    for name in ("opt_g", "opt_d"):
+        for pid, slots in state[name]["state"].items():
+            flat.update({f"{name}.{pid}.{k}": v for k, v in slots.items()})
+    return flat
+
+
+def assert_bitwise_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"differ after resume: {different[:5]}"
+
+
+@pytest.mark.parametrize(
+    ("preset", "sets"),
+    [("dcgan-mnist", ["training.ema=0.99"]), ("wgan-gp-mnist", []), ("cgan-mnist", [])],
+)
+def test_resume_is_bitwise_exact(
+    tmp_path: Path, data_dir: Path, preset: str, sets: list[str]
+) -> None:
+    options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
+    straight = new_trainer(tmp_path / "a", preset, data_dir, *sets, **{"training.epochs": 3})
+    straight.fit()
+    split = new_trainer(tmp_path / "b", preset, data_dir, *sets, **{"training.epochs": 2})
+    split.fit()
+    resumed = Trainer.resume(split.run.path, options, epochs=3)
+    assert resumed.epoch == 2
+    resumed.fit()
+    a = load_checkpoint(straight.run.last_checkpoint)
+    b = load_checkpoint(split.run.last_checkpoint)
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, 3 * straight.steps_per_epoch)
+    assert_bitwise_equal(a, b)
+    steps_a = [(r["kind"], r["step"]) for r in read_metrics(straight.run.metrics)]
+    steps_b = [(r["kind"], r["step"]) for r in read_metrics(split.run.metrics)]
+    assert steps_a == steps_b  # no duplicated or lost records
+    assert "epochs: 3" in split.run.config.read_text()
+    for epoch in (1, 2, 3):
+        assert (
+            straight.run.epoch_grid(epoch).read_bytes() == split.run.epoch_grid(epoch).read_bytes()
+        )
+
+
+class StopAt(NullReporter):
+    """Delivers a SIGINT-equivalent to the trainer after a given step."""
+
+    def __init__(self, trainer: Trainer, step: int):
+        self.trainer, self.at = trainer, step
+
+    def advance(self, step: int, stats: dict[str, float] | None) -> None:
+        if step == self.at:
+            self.trainer._stop_signal = signal.SIGINT
+
+
+def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
+    straight = new_trainer(tmp_path / "a", "dcgan-mnist", data_dir, **{"training.epochs": 2})
+    straight.fit()
+    broken = new_trainer(tmp_path / "b", "dcgan-mnist", data_dir, **{"training.epochs": 2})
+    with pytest.raises(Interrupted) as info:
+        broken.fit(StopAt(broken, 13))  # epoch 2, step 3 of 10
+    assert info.value.exit_code == 130
+    assert f"gancli train --resume {broken.run.path}" in str(info.value)
+    state = load_checkpoint(broken.run.last_checkpoint)
+    assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, 13, 3)
+    resumed = Trainer.resume(broken.run.path, RuntimeOptions(device="cpu"))
+    resumed.fit()
+    assert_bitwise_equal(
+        load_checkpoint(straight.run.last_checkpoint), load_checkpoint(broken.run.last_checkpoint)
+    )
+
+
+def test_nan_losses_stop_training_without_a_nan_checkpoint(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = new_trainer(tmp_path, "dcgan-mnist", data_dir, **{"training.epochs": 2})
+    trainer.fit()
+    before = trainer.run.last_checkpoint.read_bytes()
+    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
+    monkeypatch.setattr(
+        losses.NonSaturating, "g_loss", lambda self, d_fake: d_fake.mean() * float("nan")
+    )
+    with pytest.raises(TrainingError, match=r"NaN/Inf by step 30 \(epoch 3\)") as info:
+        resumed.fit()
+    assert info.value.exit_code == 1
+    assert trainer.run.last_checkpoint.read_bytes() == before
+
+
+def test_dataset_smaller_than_a_step(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"training\.batch_size"):
+        new_trainer(tmp_path, "wgan-mnist", data_dir, **{"data.limit": 100})
+
+
+def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Path) -> None:
+    from test_data import make_mnist_root
+
+    trainer = new_trainer(tmp_path, "gan-mnist", data_dir, **{"training.epochs": 2})
+    trainer.fit()
+    assert load_checkpoint(trainer.run.last_checkpoint)["data"]["num_images"] == 320
+    other = make_mnist_root(tmp_path / "other", n=40)
+    with pytest.raises(CheckpointError, match="dataset now has 40 images"):
+        Trainer.resume(trainer.run.path, RuntimeOptions(data_dir=str(other), device="cpu"))
+    with pytest.raises(ConfigError, match="already done 2 epochs"):
+        Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
