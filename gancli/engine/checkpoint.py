@@ -105,9 +105,11 @@ def restore_rng(state: dict[str, Any]) -> None:
 def _reason(exc: Exception) -> str:
     """The useful part of torch.load's error, on one line."""
     text = str(exc)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    found = re.search(r"unsupported global:? GLOBAL (\S+)", text, re.IGNORECASE)
     if found:
         return f"it holds a Python object ({found.group(1)}), refused by weights-only loading"
+    if "weights only load failed" in text.lower():
+        return "it holds Python objects, refused by weights-only loading"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:160] if lines else type(exc).__name__
 

@@ -1,0 +1,261 @@
+"""The command line through Typer's CliRunner and real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+import gancli
+from gancli.cli import app
+from gancli.engine.checkpoint import load_checkpoint
+
+runner = CliRunner()
+TINY = ["--limit", "256", "--batch-size", "32", "--epochs", "1"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_clean_error(result, code: int, fragment: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+
+
+def test_train_json_prints_one_object_and_writes_the_run(tmp_path: Path) -> None:
+    result = invoke("train", "--preset", "dcgan-mnist", *TINY, "--out", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert {"run_dir", "epochs", "steps", "seconds", "images_per_second", "final"} <= set(payload)
+    assert payload["epochs"] == 1 and payload["steps"] == 8
+    assert payload["images_per_second"] > 0
+    run = Path(payload["run_dir"])
+    assert run.name == "dcgan-mnist-001"
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "samples/epoch_0001.png",
+        "checkpoints/last.pt",
+        "losses.png",
+    ):
+        assert (run / name).is_file()
+
+
+def test_plain_output_off_a_terminal_has_no_control_codes(tmp_path: Path) -> None:
+    result = invoke("train", "--preset", "gan-mnist", *TINY, "--out", str(tmp_path), "--name", "x")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\r" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"run {tmp_path / 'x-001'} on cpu")
+    assert lines[1].startswith("epoch 1/1  step 8  loss_d ")
+    assert lines[-1].startswith("done: 1 epochs, 8 steps")
+
+
+def test_quiet_prints_nothing(tmp_path: Path) -> None:
+    result = invoke("train", "--preset", "gan-mnist", *TINY, "--out", str(tmp_path), "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+    assert (tmp_path / "gan-mnist-001" / "checkpoints" / "last.pt").is_file()
+
+
+def test_runs_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANCLI_RUNS_DIR", str(tmp_path / "env-runs"))
+    assert invoke("train", "--preset", "gan-mnist", *TINY, "--quiet").exit_code == 0
+    assert (tmp_path / "env-runs" / "gan-mnist-001" / "config.yaml").is_file()
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path: Path) -> None:
+    result = invoke(
+        "train",
+        "--preset",
+        "wgan-gp-mnist",
+        "--set",
+        "optim.lr_g=5e-5",
+        "--epochs",
+        "2",
+        "--set",
+        "training.epochs=9",
+        "--out",
+        str(tmp_path),
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.output)
+    assert config["optim"]["lr_g"] == 5e-5
+    assert config["training"]["epochs"] == 2  # the dedicated flag wins over --set
+    assert config["objective"]["loss"] == "wgan-gp"
+    assert not any(tmp_path.iterdir())
+    as_json = invoke("train", "--preset", "cgan-mnist", "--dry-run", "--json")
+    assert json.loads(as_json.stdout)["model"]["conditional"] is True
+
+
+def test_resume_through_the_cli(tmp_path: Path) -> None:
+    first = invoke("train", "--preset", "gan-mnist", *TINY, "--out", str(tmp_path), "--quiet")
+    assert first.exit_code == 0
+    run = tmp_path / "gan-mnist-001"
+    result = invoke("train", "--resume", str(run), "--epochs", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs"] == 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert (run / "samples" / "epoch_0002.png").is_file()
+    assert not (tmp_path / "gan-mnist-002").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (
+            ["--preset", "dcgan-mnist", "--set", "training.epochs=0"],
+            "training.epochs: must be >= 1",
+        ),
+        (["--preset", "dcgan-mnist", "--set", "optim.lr=1"], "optim.lr: unknown key"),
+        (["--preset", "dcgan-mnist", "--set", "noequals"], "expected section.key=value"),
+        (["--preset", "dcgan-mnist", "--epochs", "-1"], "training.epochs: must be >= 1"),
+        (["--preset", "dcgan-mnist", "--batch-size", "0"], "training.batch_size: must be >= 2"),
+        (["--preset", "dcgan-mnist", "--device", "tpu"], "--device 'tpu'"),
+        (["--preset", "dcgan-mnist", "--device", "cuda:99"], "--device cuda"),
+        (["--preset", "dcgan-mnist", "--limit", "100", "--name", "a/b"], "--name 'a/b'"),
+        (
+            ["--preset", "wgan-mnist", "--limit", "100"],
+            "training.batch_size: 64 x objective.n_critic 5",
+        ),
+        (["--resume", "/nonexistent/run"], "run directory not found"),
+        (["--resume", "/tmp", "--preset", "dcgan-mnist"], "drop --preset"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = invoke("train", *args, "--out", str(tmp_path))
+    assert_clean_error(result, 2, fragment)
+
+
+def test_missing_data_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "none"))
+    result = invoke(
+        "train",
+        "--preset",
+        "dcgan-mnist",
+        "--data-dir",
+        str(tmp_path / "x"),
+        "--out",
+        str(tmp_path),
+    )
+    assert_clean_error(result, 2, "mnist not found; tried")
+    assert not (
+        tmp_path / "dcgan-mnist-001"
+    ).exists()  # no run directory for a run that never began
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "not a readable gancli checkpoint"),
+        (b"PK\x03\x04garbage", "not a readable gancli checkpoint"),
+    ],
+)
+def test_corrupt_checkpoint_on_resume(tmp_path: Path, content: bytes, fragment: str) -> None:
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(content)
+    assert_clean_error(invoke("train", "--resume", str(tmp_path / "run")), 2, fragment)
+
+
+def test_checkpoint_of_the_wrong_kind(tmp_path: Path) -> None:
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "run" / "checkpoints" / "last.pt")
+    result = invoke("train", "--resume", str(tmp_path / "run"))
+    assert_clean_error(result, 2, "not a gancli checkpoint")
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_pickle_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save(
+        {"format": "gancli-checkpoint", "payload": Boom()},
+        tmp_path / "run" / "checkpoints" / "last.pt",
+    )
+    result = invoke("train", "--resume", str(tmp_path / "run"))
+    assert_clean_error(result, 2, "refused by weights-only loading")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "animate", "evaluate", "inspect"])
+def test_later_commands_are_registered(command: str) -> None:
+    help_text = invoke(command, "--help")
+    assert help_text.exit_code == 0 and "Example" in help_text.output
+    assert_clean_error(invoke(command), 2, "not implemented yet")
+
+
+def test_version_and_module_entry_point() -> None:
+    assert invoke("--version").output.strip() == f"gancli {gancli.__version__}"
+    out = subprocess.run([sys.executable, "-m", "gancli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path, data_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gancli",
+            "train",
+            "--preset",
+            "gan-mnist",
+            "--limit",
+            "6400",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(data_dir),
+            "--set",
+            "training.log_every=5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "gan-mnist-001" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "gancli train --resume" in stderr
+    state = load_checkpoint(tmp_path / "gan-mnist-001" / "checkpoints" / "last.pt")
+    assert 0 < state["step"] < 50 * 200
+    resumed = invoke(
+        "train",
+        "--resume",
+        str(tmp_path / "gan-mnist-001"),
+        "--epochs",
+        str(state["epoch"] + 1),
+        "--quiet",
+    )
+    assert resumed.exit_code == 0
+    assert load_checkpoint(tmp_path / "gan-mnist-001" / "checkpoints" / "last.pt")["epoch"] == (
+        state["epoch"] + 1
+    )
