@@ -1,39 +1,172 @@
-"""Usage: write_progress_gif(sorted(run.samples.glob("epoch_*.png")), run.progress_gif)
+"""Usage: write_progress(RunDir(path), out=path / "progress.gif", fps=2)
 
-Per-epoch grids -> an animated GIF with the epoch written on each frame.
+Animations: the per-epoch grids as a captioned GIF (or MP4), and walks through a trained
+generator's latent space (spherical interpolation between random points) or, for
+conditional models, across its classes at fixed noise.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import os
 import re
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from gancli.engine.errors import ConfigError, RunDirError
+from gancli.engine.runs import RunDir
+from gancli.engine.sampling import TrainedGenerator, generate, grid_image, noise_chunks
 
 CAPTION_HEIGHT = 14
 
 
-def _caption(frame: Image.Image, text: str) -> Image.Image:
+def caption(frame: Image.Image, text: str) -> Image.Image:
+    """The frame with a dark strip on top holding `text`."""
     framed = Image.new("RGB", (frame.width, frame.height + CAPTION_HEIGHT), (0, 0, 0))
     framed.paste(frame.convert("RGB"), (0, CAPTION_HEIGHT))
     ImageDraw.Draw(framed).text((3, 1), text, fill=(255, 255, 255), font=ImageFont.load_default())
     return framed
 
 
-def write_progress_gif(
-    grids: list[Path], out: Path, frame_ms: int = 500, hold_last_ms: int = 2000
-) -> int:
-    """Write one captioned frame per grid (the last one held longer); returns the frame count."""
+def epoch_grids(run: RunDir, every: int = 1) -> list[tuple[int, Path]]:
+    """(epoch, grid path) for every `every`-th epoch; the last epoch is always included."""
+    grids = []
+    for path in sorted(run.samples.glob("epoch_*.png")):
+        match = re.fullmatch(r"epoch_(\d+)", path.stem)
+        if match:
+            grids.append((int(match.group(1)), path))
     if not grids:
-        return 0
+        return []
+    picked = [g for i, g in enumerate(grids) if i % every == 0]
+    return picked if picked[-1] == grids[-1] else [*picked, grids[-1]]
+
+
+def write_animation(
+    frames: list[Image.Image], out: Path, fps: float, loop: int = 0, hold_last: float = 2.0
+) -> None:
+    """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer."""
+    if not frames:
+        raise ConfigError("nothing to animate: no frames")
+    suffix = out.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise ConfigError(f"--out {out}: use a .gif or .mp4 file")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        if suffix == ".gif":
+            frame_ms = max(20, round(1000 / fps))
+            durations = [frame_ms] * (len(frames) - 1) + [frame_ms + round(hold_last * 1000)]
+            frames[0].save(
+                tmp, save_all=True, append_images=frames[1:], duration=durations, loop=loop
+            )
+        else:
+            _write_mp4(frames, tmp, fps, hold_last)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: float) -> None:
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ConfigError(
+            "MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg "
+            "(or 'gancli[video]'); a .gif needs nothing more"
+        )
+    import imageio.v2 as imageio
+    import numpy as np
+
+    # H.264 wants even sides: pad with black rather than rescale the pixels.
+    width, height = frames[0].width + frames[0].width % 2, frames[0].height + frames[0].height % 2
+    held = [*frames, *[frames[-1]] * max(0, round(hold_last * fps))]
+    with imageio.get_writer(out, fps=fps, codec="libx264", macro_block_size=1) as writer:
+        for frame in held:
+            canvas = Image.new("RGB", (width, height))
+            canvas.paste(frame.convert("RGB"), (0, 0))
+            writer.append_data(np.asarray(canvas))
+
+
+def write_progress(
+    run: RunDir,
+    out: Path | None = None,
+    fps: float = 2.0,
+    every: int = 1,
+    loop: int = 0,
+    hold_last: float = 2.0,
+) -> dict[str, object]:
+    """The run's epoch grids as one animation with 'epoch N' on each frame."""
+    grids = epoch_grids(run, every)
+    if not grids:
+        raise ConfigError(f"{run.path} has no samples/epoch_*.png grids yet")
     frames = []
-    for path in grids:
-        match = re.search(r"epoch_(\d+)", path.stem)
-        label = f"epoch {int(match.group(1))}" if match else path.stem
+    for epoch, path in grids:
         with Image.open(path) as img:
-            frames.append(_caption(img, label))
-    durations = [frame_ms] * (len(frames) - 1) + [hold_last_ms]
-    frames[0].save(
-        out, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False
+            frames.append(caption(img, f"epoch {epoch}"))
+    target = out or run.progress_gif
+    write_animation(frames, target, fps, loop, hold_last)
+    return {"out": str(target), "frames": len(frames), "epochs": [e for e, _ in grids]}
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of a and b (White 2016, Sampling Generative Nets)."""
+    a_unit, b_unit = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_unit * b_unit).sum(1).clamp(-1.0, 1.0)).unsqueeze(1)
+    sin_omega = torch.sin(omega)
+    linear = (1.0 - t) * a + t * b
+    curved = (torch.sin((1.0 - t) * omega) * a + torch.sin(t * omega) * b) / sin_omega.clamp_min(
+        1e-8
     )
-    return len(frames)
+    return torch.where(sin_omega.abs() < 1e-6, linear, curved)
+
+
+def latent_walk(
+    trained: TrainedGenerator,
+    seed: int = 0,
+    keyframes: int = 5,
+    steps: int = 12,
+    walkers: int = 8,
+    across_classes: bool = False,
+) -> list[Image.Image]:
+    """Frames of a looping walk.
+
+    Unconditional: a grid of `walkers` x `walkers` independent walks through z.
+    Conditional: one row per class, `walkers` columns; each column's z walks and every row
+    shares it, so the style moves while the class stays. With `across_classes`, z stays
+    fixed and the label glides from each class to the next.
+    """
+    z_dim = trained.config.model.z_dim
+    num_classes = len(trained.class_names)
+    if across_classes and not trained.conditional:
+        raise ConfigError("--across-classes needs a conditional model")
+    columns = walkers if trained.conditional else walkers * walkers
+    points = next(noise_chunks((keyframes + 1) * columns, z_dim, seed)).view(
+        keyframes + 1, columns, z_dim
+    )
+    frames = []
+    if across_classes:
+        z = points[0]
+        eye = torch.eye(num_classes)
+        for c in range(num_classes):
+            for s in range(steps):
+                t = s / steps
+                label = (1 - t) * eye[c] + t * eye[(c + 1) % num_classes]
+                images = generate(trained.model, z, label.expand(columns, -1).contiguous())
+                frames.append(
+                    caption(grid_image(images, walkers), f"class {trained.class_names[c]}")
+                )
+        return frames
+    for k in range(keyframes):
+        start, end = points[k], points[(k + 1) % keyframes]
+        for s in range(steps):
+            z = slerp(start, end, s / steps)
+            if trained.conditional:
+                labels = torch.arange(num_classes).repeat_interleave(columns)
+                z = z.repeat(num_classes, 1)
+                nrow = columns
+            else:
+                labels = torch.zeros(columns, dtype=torch.long)
+                nrow = math.isqrt(columns)
+            frames.append(grid_image(generate(trained.model, z, labels), nrow))
+    return frames

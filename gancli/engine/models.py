@@ -215,8 +215,11 @@ def _dcgan_init(module: nn.Module) -> None:
 
 
 def _one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """Class indices (N,) -> one-hot rows; soft labels (N, classes) pass through (class walks)."""
     if labels is None:
         raise ValueError("a conditional network needs labels")
+    if labels.is_floating_point():
+        return labels.to(like.dtype)
     return F.one_hot(labels, num_classes).to(like.dtype)
 
 

@@ -107,3 +107,46 @@ class RunDir:
         if not run.last_checkpoint.is_file():
             raise CheckpointError(f"{run.path} holds no checkpoints/last.pt; is it a gancli run?")
         return run
+
+
+def latest_run(root: Path) -> RunDir:
+    """The run under `root` whose last checkpoint was written most recently."""
+    candidates = (
+        [p for p in root.glob("*/checkpoints/last.pt") if p.is_file()] if root.is_dir() else []
+    )
+    if not candidates:
+        raise CheckpointError(
+            f"no trained runs under {root}; train one first (gancli train --preset dcgan-mnist) "
+            "or pass a run directory or checkpoint"
+        )
+    newest = max(candidates, key=lambda p: p.stat().st_mtime)
+    return RunDir(newest.parents[1])
+
+
+def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | None, Path]:
+    """A run directory, a checkpoint file or nothing (the latest run) -> (run, checkpoint)."""
+    if path is None:
+        run = latest_run(root)
+        return run, run.last_checkpoint
+    target = Path(path).expanduser()
+    if target.is_dir():
+        run = RunDir.open(target)
+        return run, run.last_checkpoint
+    if not target.exists():
+        raise CheckpointError(f"no run directory or checkpoint at {target}")
+    parent = target.parent
+    run = RunDir(parent.parent) if parent.name == "checkpoints" else None
+    return run, target
+
+
+def next_free_path(directory: Path, stem: str, suffix: str) -> Path:
+    """directory/stem-NNN.suffix with the first number not taken, claimed atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 100_000):
+        path = directory / f"{stem}-{number:03d}{suffix}"
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            continue
+    raise RunDirError(f"{directory} holds too many {stem}-NNN{suffix} files")

@@ -1,19 +1,29 @@
-"""Usage: save_grid(generate(generator, z, labels), path, nrow=10)
+"""Usage: write_samples(load_generator(run.last_checkpoint), SampleRequest(n=64), out)
 
-Turning generators into pictures: fixed noise for the per-epoch grids, batched
-generation in eval mode, and image grids written as PNG.
+Turning generators into pictures: loading a trained generator from a checkpoint, class
+labels by number or name, seeded (optionally truncated) noise, batched generation in eval
+mode, and writing PNG grids, folders of PNGs or .npz arrays.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
+from gancli.engine.checkpoint import load_checkpoint
+from gancli.engine.config import Config, config_from_dict
 from gancli.engine.data import to_uint8
+from gancli.engine.errors import CheckpointError, ConfigError, RunDirError
+from gancli.engine.models import build_models
 
 SAMPLES_PER_CLASS = 10  # columns of a conditional grid: one row per class
 
@@ -60,10 +70,222 @@ def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image
     for i in range(n):
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
         canvas[:, top : top + h, left : left + w] = images[i]
-    array = canvas.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
+    return to_pil(canvas)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One uint8 image (C, H, W), grey or RGB -> PIL."""
+    array = image.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     grid_image(images, nrow).save(path)
+
+
+# --------------------------------------------------------------------------- trained generators
+
+
+@dataclass
+class TrainedGenerator:
+    """A generator rebuilt from a checkpoint, with what is needed to label its output."""
+
+    model: nn.Module
+    config: Config
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    checkpoint: Path
+    uses_ema: bool
+    epoch: int
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.model.conditional
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_generator(
+    path: Path, device: torch.device | str = "cpu", ema: bool | None = None
+) -> TrainedGenerator:
+    """G from a checkpoint; its EMA copy when the run kept one (unless `ema` is False)."""
+    state = load_checkpoint(path)
+    try:
+        config = config_from_dict(state["config"])
+        data = state["data"]
+        image_shape = tuple(int(v) for v in data["image_shape"])
+        class_names = tuple(str(c) for c in data["class_names"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata is unusable ({exc})") from None
+    if ema and state.get("ema") is None:
+        raise ConfigError("--ema: this run kept no EMA generator (training.ema was 0)")
+    use_ema = state.get("ema") is not None and ema is not False
+    model, _ = build_models(config.model, image_shape, len(class_names))  # type: ignore[arg-type]
+    try:
+        model.load_state_dict(state["ema" if use_ema else "generator"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise CheckpointError(
+            f"{path}: generator weights do not fit its config ({first})"
+        ) from None
+    model.to(device).eval()
+    return TrainedGenerator(
+        model,
+        config,
+        class_names,
+        image_shape,
+        path,
+        use_ema,
+        int(state["epoch"]),  # type: ignore[arg-type]
+    )
+
+
+def parse_labels(specs: list[str], class_names: tuple[str, ...]) -> list[int]:
+    """'7', 'Sneaker', 'a' (any case), '0-9', 'A-C', 'all', '1,3,5' -> class indices, in order."""
+    lookup = {name.lower(): i for i, name in enumerate(class_names)}
+
+    def one(token: str) -> int:
+        if token.lower() in lookup:
+            return lookup[token.lower()]
+        if token.isdigit() and int(token) < len(class_names):
+            return int(token)
+        raise ConfigError(
+            f"--class {token!r}: unknown class; this model has {len(class_names)} classes: "
+            f"{', '.join(class_names)}"
+        )
+
+    out: list[int] = []
+    for spec in specs:
+        for token in (t.strip() for t in spec.split(",")):
+            if not token:
+                continue
+            if token.lower() == "all":
+                out.extend(range(len(class_names)))
+            elif token.lower() not in lookup and re.fullmatch(r"[^-]+-[^-]+", token):
+                first, last = (one(t) for t in token.split("-"))
+                step = 1 if last >= first else -1
+                out.extend(range(first, last + step, step))
+            else:
+                out.append(one(token))
+    return out
+
+
+# --------------------------------------------------------------------------- sampling
+
+NOISE_CHUNK = 1024  # noise is drawn per chunk of this many samples, whatever the batch size
+
+
+def noise_chunks(
+    n: int, z_dim: int, seed: int, truncation: float | None = None
+) -> Iterator[torch.Tensor]:
+    """N(0, I) noise for n samples in chunks; chunk k depends only on (seed, k).
+
+    With `truncation` T, entries with |z| > T are redrawn until none is left (the
+    truncation trick: less variety, more typical samples).
+    """
+    for k, start in enumerate(range(0, n, NOISE_CHUNK)):
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + k) % 2**63)
+        z = torch.randn(min(NOISE_CHUNK, n - start), z_dim, generator=gen)
+        if truncation is not None:
+            outside = z.abs() > truncation
+            while outside.any():
+                z[outside] = torch.randn(int(outside.sum()), generator=gen)
+                outside = z.abs() > truncation
+        yield z
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    n: int = 64  # images to generate
+    labels: tuple[int, ...] = ()  # classes, in blocks of n / len(labels); () for unconditional
+    seed: int = 0
+    truncation: float | None = None
+    batch_size: int = 500  # images per forward pass
+
+
+def request_labels(request: SampleRequest) -> torch.Tensor:
+    """Per-sample labels: n split into equal consecutive blocks, one per requested class."""
+    if not request.labels:
+        return torch.full((request.n,), -1, dtype=torch.long)
+    blocks = torch.arange(request.n) * len(request.labels) // request.n
+    return torch.tensor(request.labels, dtype=torch.long)[blocks]
+
+
+def sample_batches(
+    trained: TrainedGenerator, request: SampleRequest
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a batch at a time."""
+    if request.labels and not trained.conditional:
+        raise ConfigError("--class: this model is unconditional; it cannot generate a chosen class")
+    labels = request_labels(request)
+    z_dim = trained.config.model.z_dim
+    offset = 0
+    for z in noise_chunks(request.n, z_dim, request.seed, request.truncation):
+        chunk_labels = labels[offset : offset + len(z)]
+        offset += len(z)
+        model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
+        yield generate(trained.model, z, model_labels, request.batch_size), chunk_labels
+
+
+def default_nrow(request: SampleRequest) -> int:
+    per_class = request.n // len(request.labels) if len(request.labels) > 1 else 0
+    if per_class and request.n % len(request.labels) == 0:
+        return per_class  # one row per class
+    return math.ceil(math.sqrt(request.n))
+
+
+def write_samples(
+    trained: TrainedGenerator,
+    request: SampleRequest,
+    out: Path,
+    nrow: int | None = None,
+    force: bool = False,
+) -> dict[str, object]:
+    """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder."""
+    kind = {".png": "grid", ".npz": "npz"}.get(out.suffix.lower(), "folder")
+    if kind == "folder" and out.suffix:
+        raise ConfigError(f"--out {out}: use a .png grid, a .npz file or a directory name")
+    taken = out.exists() and not _is_claimed_placeholder(out)
+    if taken and not force and (kind != "folder" or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    written = 0
+    if kind == "folder":
+        out.mkdir(parents=True, exist_ok=True)
+        for images, labels in sample_batches(trained, request):
+            for image, label in zip(images, labels.tolist(), strict=True):
+                name = f"{written:06d}" + (
+                    f"_{_safe(trained.class_names[label])}" if label >= 0 else ""
+                )
+                to_pil(image).save(out / f"{name}.png")
+                written += 1
+    else:
+        shape = (request.n, *trained.image_shape)
+        images_all = np.empty(shape, dtype=np.uint8)
+        labels_all = np.empty(request.n, dtype=np.int64)
+        for images, labels in sample_batches(trained, request):
+            images_all[written : written + len(images)] = images.numpy()
+            labels_all[written : written + len(labels)] = labels.numpy()
+            written += len(images)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}{out.suffix}")
+        try:
+            if kind == "npz":
+                np.savez(tmp, images=images_all, labels=labels_all)
+            else:
+                grid_image(torch.from_numpy(images_all), nrow or default_nrow(request)).save(tmp)
+            os.replace(tmp, out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RunDirError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return {"out": str(out), "kind": kind, "images": written}
+
+
+def _is_claimed_placeholder(path: Path) -> bool:
+    """An empty file made by next_free_path to reserve a default output name."""
+    return path.is_file() and path.stat().st_size == 0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "class"

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from gancli.engine import checkpoint as ckpt
-from gancli.engine.animation import write_progress_gif
+from gancli.engine.animation import write_progress
 from gancli.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import (
@@ -389,7 +389,7 @@ class Trainer:
                 epoch_steps, epoch_clock = 0, now
                 self._end_epoch()
                 reporter.epoch(record)
-        write_progress_gif(sorted(self.run.samples.glob("epoch_*.png")), self.run.progress_gif)
+        write_progress(self.run)
         seconds = time.perf_counter() - clock
         steps_done = self.step - start_step
         return TrainResult(
