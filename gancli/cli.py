@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -178,23 +178,174 @@ def train(
         )
 
 
-def _not_yet(command: str) -> None:
-    typer.echo(f"error: gancli {command} is not implemented yet", err=True)
-    raise typer.Exit(EXIT_USAGE)
+def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> None:
+    """--json: the payload on stdout; otherwise one human line unless --quiet."""
+    if json_out:
+        ui.print_json(payload)
+    elif not quiet:
+        ui.make_console(False).print(line, soft_wrap=True)
 
 
-@app.command(epilog="Example:  gancli sample --digit 7 -n 64")
+@app.command(
+    epilog="Examples:  gancli sample --digit 7 -n 64  |  "
+    "gancli sample runs/cgan-mnist-001 --class all -n 10000 --out s.npz  |  "
+    "gancli sample --out pictures/ -n 16 --truncation 1.5"
+)
 def sample(
-    path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None,
+    path: Annotated[
+        str | None,
+        typer.Argument(help="Run directory or checkpoint (default: the latest run)."),
+    ] = None,
+    num: Annotated[int, typer.Option("--num", "-n", min=1, help="Images to generate.")] = 64,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class",
+            "--digit",
+            "--label",
+            "-c",
+            help="Class by number or name (7, A, Sneaker); lists and ranges: 0-9, 1,3,5, all. "
+            "Repeatable; n is split evenly between them.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same images.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .png grid, a .npz (images, labels) or a directory of PNGs "
+            "(default: RUN/generated/sample-NNN.png)."
+        ),
+    ] = None,
+    nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row.")] = None,
+    ema: Annotated[
+        bool | None,
+        typer.Option("--ema/--no-ema", help="Use the EMA generator (default: if kept)."),
+    ] = None,
+    truncation: Annotated[
+        float | None, typer.Option(min=0.01, help="Redraw noise entries with |z| > T.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    runs: Annotated[
+        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Generate images from a trained run (not implemented yet)."""
-    _not_yet("sample")
+    """Generate images from a trained run, without retraining."""
+    from gancli.engine.runs import next_free_path, resolve_checkpoint, runs_root
+    from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
+    from gancli.engine.trainer import resolve_device
+
+    with cli_errors():
+        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
+        trained = load_generator(checkpoint, resolve_device(device), ema)
+        labels = tuple(parse_labels(classes or [], trained.class_names))
+        request = SampleRequest(num, labels, seed, truncation, batch_size)
+        if out is None:
+            out = next_free_path((run.path if run else Path.cwd()) / "generated", "sample", ".png")
+        result = write_samples(trained, request, out, nrow, force)
+    result.update(
+        checkpoint=str(checkpoint),
+        epoch=trained.epoch,
+        ema=trained.uses_ema,
+        seed=seed,
+        classes=[trained.class_names[i] for i in labels],
+    )
+    what = f" of class {', '.join(result['classes'])}" if labels else ""
+    _emit(result, json_out, quiet, f"wrote {result['images']} images{what} to {out}")
 
 
-@app.command(epilog="Example:  gancli animate runs/dcgan-mnist-001")
-def animate(path: Annotated[str | None, typer.Argument(help="Run directory.")] = None) -> None:
-    """Build a GIF of training progress (not implemented yet)."""
-    _not_yet("animate")
+@app.command(
+    epilog="Examples:  gancli animate runs/dcgan-mnist-001  |  "
+    "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif"
+)
+def animate(
+    path: Annotated[
+        str | None, typer.Argument(help="Run directory (default: the latest run).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help=".gif or .mp4 (default: RUN/progress.gif, RUN/interpolation.gif)."),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=60, help="Frames per second (default 2; walks 12)."),
+    ] = None,
+    every: Annotated[int, typer.Option(min=1, help="Use every K-th epoch grid.")] = 1,
+    loop: Annotated[int, typer.Option(min=0, help="GIF repeats; 0 loops forever.")] = 0,
+    hold_last: Annotated[float, typer.Option(min=0, help="Extra seconds on the last frame.")] = 2.0,
+    interpolate: Annotated[
+        bool,
+        typer.Option("--interpolate", help="A latent-space walk of the final generator instead."),
+    ] = False,
+    across_classes: Annotated[
+        bool,
+        typer.Option("--across-classes", help="With --interpolate: walk across classes, fixed z."),
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
+    runs: Annotated[
+        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build a GIF (or MP4) of training progress, or of a walk through latent space."""
+    from gancli.engine.animation import latent_walk, write_animation, write_progress
+    from gancli.engine.runs import RunDir, latest_run, runs_root
+    from gancli.engine.sampling import load_generator
+
+    with cli_errors():
+        run = RunDir.open(path) if path else latest_run(runs_root(runs))
+        if interpolate or across_classes:
+            trained = load_generator(run.last_checkpoint)
+            frames = latent_walk(trained, seed=seed, across_classes=across_classes)
+            target = out or run.path / "interpolation.gif"
+            write_animation(frames, target, fps or 12.0, loop, hold_last=0)
+            result: dict[str, Any] = {"out": str(target), "frames": len(frames)}
+        else:
+            result = write_progress(run, out, fps or 2.0, every, loop, hold_last)
+    _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
+
+
+@app.command(
+    epilog="Examples:  gancli inspect runs/dcgan-mnist-001  |  gancli inspect dcgan-mnist  |  "
+    "gancli inspect runs/x/checkpoints/last.pt --json"
+)
+def inspect(
+    path: Annotated[
+        str | None,
+        typer.Argument(help="Run directory, checkpoint or preset (default: the latest run)."),
+    ] = None,
+    runs: Annotated[
+        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show what a run, checkpoint or preset holds: config, architecture, progress, health."""
+    from gancli.engine.inspection import inspect_target
+    from gancli.engine.runs import latest_run, runs_root
+
+    with cli_errors():
+        report = inspect_target(path or str(latest_run(runs_root(runs)).path))
+    if json_out:
+        ui.print_json(report)
+    elif not quiet:
+        ui.render_report(report, ui.make_console(False))
+
+
+@app.command(epilog="Example:  gancli presets --json")
+def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """List the shipped presets with their one-line descriptions."""
+    from gancli.engine.config import list_presets, presets_dir
+
+    found = list_presets()
+    if json_out:
+        ui.print_json({"directory": str(presets_dir()), "presets": found})
+    elif not quiet:
+        ui.render_presets(found, ui.make_console(False))
 
 
 @app.command(epilog="Example:  gancli evaluate runs/cgan-mnist-001 -n 10000")
@@ -202,12 +353,5 @@ def evaluate(
     path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None,
 ) -> None:
     """Score a trained run with FID, KID and class metrics (not implemented yet)."""
-    _not_yet("evaluate")
-
-
-@app.command(epilog="Example:  gancli inspect runs/dcgan-mnist-001")
-def inspect(
-    path: Annotated[str | None, typer.Argument(help="Run, checkpoint or preset.")] = None,
-) -> None:
-    """Show what a run, checkpoint or preset holds (not implemented yet)."""
-    _not_yet("inspect")
+    typer.echo("error: gancli evaluate is not implemented yet", err=True)
+    raise typer.Exit(EXIT_USAGE)

@@ -32,3 +32,23 @@ def data_dir() -> Path:
     if not (DATA_DIR / "MNIST" / "raw").is_dir():
         pytest.fail(f"MNIST not found under {DATA_DIR}; set GANCLI_DATA_DIR to the shared data")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """Tiny finished runs to sample, animate and inspect: conditional, EMA, 3 epochs."""
+    from gancli.engine.config import load_config
+    from gancli.engine.trainer import RuntimeOptions, Trainer
+
+    root = tmp_path_factory.mktemp("trained")
+    options = RuntimeOptions(data_dir=str(data_dir), out=str(root), device="cpu")
+    runs = {}
+    for key, preset, sets in (
+        ("cgan", "cgan-mnist", []),
+        ("dcgan-ema", "dcgan-mnist", ["training.ema=0.9"]),
+    ):
+        flags = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 3}
+        trainer = Trainer.new(load_config(preset, sets, flags), options, preset_name=preset)
+        trainer.fit()
+        runs[key] = trainer.run.path
+    return runs

@@ -197,11 +197,22 @@ def test_malicious_pickle_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("command", ["sample", "animate", "evaluate", "inspect"])
-def test_later_commands_are_registered(command: str) -> None:
+@pytest.mark.parametrize(
+    "command", ["train", "sample", "animate", "evaluate", "inspect", "presets"]
+)
+def test_every_command_has_help_with_an_example(command: str) -> None:
     help_text = invoke(command, "--help")
     assert help_text.exit_code == 0 and "Example" in help_text.output
-    assert_clean_error(invoke(command), 2, "not implemented yet")
+    if command not in ("evaluate",):
+        assert "--json" in help_text.output and "--quiet" in help_text.output
+
+
+def test_sample_help_shows_the_mission_example() -> None:
+    assert "gancli sample --digit 7 -n 64" in invoke("sample", "--help").output
+
+
+def test_evaluate_is_not_implemented_yet() -> None:
+    assert_clean_error(invoke("evaluate"), 2, "not implemented yet")
 
 
 def test_version_and_module_entry_point() -> None:
@@ -241,7 +252,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path, data_dir: Path)
     while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "gancli train --resume" in stderr

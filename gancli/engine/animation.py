@@ -85,7 +85,7 @@ def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: floa
         for frame in held:
             canvas = Image.new("RGB", (width, height))
             canvas.paste(frame.convert("RGB"), (0, 0))
-            writer.append_data(np.asarray(canvas))
+            writer.append_data(np.asarray(canvas))  # type: ignore[attr-defined]
 
 
 def write_progress(

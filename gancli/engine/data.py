@@ -34,6 +34,7 @@ class IdxDataset:
     folder: str
     class_names: tuple[str, ...]
     files: dict[str, tuple[str, str]]  # split -> (images file, labels file), without .gz
+    image_shape: tuple[int, int, int] = (1, 28, 28)
 
     def download(self, root: Path) -> None:
         import torchvision.datasets as tvd

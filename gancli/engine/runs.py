@@ -135,8 +135,8 @@ def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | No
     if not target.exists():
         raise CheckpointError(f"no run directory or checkpoint at {target}")
     parent = target.parent
-    run = RunDir(parent.parent) if parent.name == "checkpoints" else None
-    return run, target
+    owner = RunDir(parent.parent) if parent.name == "checkpoints" else None
+    return owner, target
 
 
 def next_free_path(directory: Path, stem: str, suffix: str) -> Path:

@@ -116,14 +116,15 @@ def load_generator(
     try:
         config = config_from_dict(state["config"])
         data = state["data"]
-        image_shape = tuple(int(v) for v in data["image_shape"])
+        channels, height, width = (int(v) for v in data["image_shape"])
         class_names = tuple(str(c) for c in data["class_names"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is unusable ({exc})") from None
     if ema and state.get("ema") is None:
         raise ConfigError("--ema: this run kept no EMA generator (training.ema was 0)")
     use_ema = state.get("ema") is not None and ema is not False
-    model, _ = build_models(config.model, image_shape, len(class_names))  # type: ignore[arg-type]
+    image_shape = (channels, height, width)
+    model, _ = build_models(config.model, image_shape, len(class_names))
     try:
         model.load_state_dict(state["ema" if use_ema else "generator"])
     except RuntimeError as exc:
@@ -139,7 +140,7 @@ def load_generator(
         image_shape,
         path,
         use_ema,
-        int(state["epoch"]),  # type: ignore[arg-type]
+        int(state["epoch"]),
     )
 
 

@@ -1,0 +1,87 @@
+"""`gancli inspect` and `gancli presets`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gancli.cli import app
+from gancli.engine.config import load_config
+from gancli.engine.inspection import sparkline
+from gancli.engine.models import build_models, count_parameters
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_inspect_run_json(trained_runs: dict[str, Path]) -> None:
+    run = trained_runs["cgan"]
+    result = invoke("inspect", run, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["kind"] == "run" and report["name"] == run.name
+    assert report["config"]["model"]["conditional"] is True
+    assert report["data"]["images"] == 320 and report["data"]["classes"] == list("0123456789")
+    progress = report["progress"]
+    assert (progress["epochs_done"], progress["epochs_planned"], progress["steps"]) == (3, 3, 30)
+    assert len(progress["loss_d_sparkline"]) > 0 and progress["images_per_second"] > 0
+    (last,) = report["checkpoints"]
+    digest = hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest()
+    assert last["sha256"] == digest and last["loads"] and last["can_resume"]
+    assert {"generator", "discriminator", "opt_g", "rng"} <= set(last["contains"])
+    g, d = build_models(load_config("cgan-mnist").model, (1, 28, 28), 10)
+    arch = report["architecture"]
+    assert arch["generator"]["parameters"] == count_parameters(g)
+    assert arch["discriminator"]["parameters"] == count_parameters(d)
+    assert arch["generator"]["layers"][-1]["output"] == [1, 28, 28]
+    assert arch["discriminator"]["layers"][0]["layer"] == "Conv2d(11->64, k4 s2 p1)"
+    assert "progress.gif" in report["files"]
+
+
+def test_inspect_plain_text_and_checkpoint(trained_runs: dict[str, Path]) -> None:
+    result = invoke("inspect", trained_runs["dcgan-ema"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "EMA generator       yes" in result.output
+    assert "generator: " in result.output and "Tanh" in result.output
+    ck = invoke("inspect", trained_runs["dcgan-ema"] / "checkpoints" / "last.pt", "--json")
+    assert json.loads(ck.stdout)["kind"] == "checkpoint"
+
+
+def test_inspect_preset_by_name_and_file(tmp_path: Path) -> None:
+    by_name = json.loads(invoke("inspect", "wgan-gp-mnist", "--json").stdout)
+    assert by_name["kind"] == "preset" and by_name["config"]["objective"]["loss"] == "wgan-gp"
+    assert by_name["architecture"]["discriminator"]["layers"][3]["layer"].startswith("LayerNorm")
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("model:\n  arch: mlp\n")
+    by_file = json.loads(invoke("inspect", custom, "--json").stdout)
+    assert by_file["architecture"]["generator"]["layers"][0]["layer"] == "Linear(100->256)"
+
+
+def test_inspect_refuses_broken_checkpoints(tmp_path: Path) -> None:
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"\x00" * 64)
+    result = invoke("inspect", bad)
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert invoke("inspect", "no-such-preset").exit_code == 2
+
+
+def test_presets_command() -> None:
+    listing = invoke("presets")
+    assert listing.exit_code == 0
+    names = [line.split()[0] for line in listing.output.splitlines()]
+    assert {"gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"} <= set(names)
+    payload = json.loads(invoke("presets", "--json").stdout)
+    assert payload["presets"]["wgan-mnist"].startswith("WGAN with weight clipping")
+
+
+def test_sparkline() -> None:
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert len(sparkline(list(range(1000)))) == 40
+    assert sparkline([]) == "" and sparkline([2, 2]) == "▁▁"
