@@ -136,7 +136,7 @@ def train(
                 "--save-every": save_every,
                 "--name": name,
             }
-            given = [flag for flag, value in others.items() if value]
+            given = [flag for flag, value in others.items() if value not in (None, [])]
             if given:
                 raise ConfigError(
                     f"--resume continues a run with its own config; drop {', '.join(given)} "

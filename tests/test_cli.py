@@ -134,6 +134,7 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
         ),
         (["--resume", "/nonexistent/run"], "run directory not found"),
         (["--resume", "/tmp", "--preset", "dcgan-mnist"], "drop --preset"),
+        (["--resume", "/tmp", "--seed", "0"], "drop --seed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:

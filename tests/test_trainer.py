@@ -200,3 +200,21 @@ def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Pa
         Trainer.resume(trainer.run.path, RuntimeOptions(data_dir=str(other), device="cpu"))
     with pytest.raises(ConfigError, match="already done 2 epochs"):
         Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
+
+
+def test_a_run_that_cannot_start_leaves_no_directory(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(ConfigError):
+        new_trainer(tmp_path, "wgan-mnist", data_dir, **{"data.limit": 100})
+    assert not (tmp_path / "runs" / "wgan-mnist-001").exists()
+
+
+def test_nan_weights_are_never_checkpointed(tmp_path: Path, data_dir: Path) -> None:
+    trainer = new_trainer(tmp_path, "gan-mnist", data_dir)
+    trainer.fit()
+    before = trainer.run.last_checkpoint.read_bytes()
+    with torch.no_grad():
+        next(trainer.generator.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingError, match="generator's weights became NaN/Inf"):
+        trainer.save()
+    assert trainer.run.last_checkpoint.read_bytes() == before
+    assert not list(trainer.run.checkpoints.glob(".*tmp*"))

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import random
+import shutil
 import signal
 import time
 from collections import Counter
@@ -214,7 +215,11 @@ class Trainer:
         data = load_dataset(config.data, options.data_dir, device=device)
         root = runs_root(options.out)
         run = RunDir.create(root, options.name or preset_name)
-        trainer = cls(config, run, data, device)
+        try:
+            trainer = cls(config, run, data, device)
+        except BaseException:
+            shutil.rmtree(run.path, ignore_errors=True)  # just made, still empty: leave no trace
+            raise
         run.config.write_text(
             f"# resolved config of {run.path.name} (preset: {preset_name})\n"
             + config_to_yaml(config)
@@ -308,6 +313,13 @@ class Trainer:
         ckpt.restore_rng(state["rng"])  # last: building the models above consumed random numbers
 
     def save(self) -> None:
+        """Checkpoint the current state; refuses to write weights that are not finite."""
+        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise TrainingError(
+                    f"the {name}'s weights became NaN/Inf by step {self.step}; the last good "
+                    "checkpoint is kept. Lower optim.lr_d / optim.lr_g"
+                )
         state = self.state_dict()
         ckpt.save_checkpoint(self.run.last_checkpoint, state)
         every = self.config.training.save_every
