@@ -38,7 +38,7 @@ def test_training_writes_one_frame_per_epoch(trained_runs: dict[str, Path]) -> N
     gif = trained_runs["cgan"] / "progress.gif"
     frames = frames_of(gif)
     assert len(frames) == 3
-    assert frames[0].size == (302, 302 + CAPTION_HEIGHT)
+    assert frames[0].size[1] == 302 + CAPTION_HEIGHT and frames[0].size[0] > 302
     durations = durations_of(gif)
     assert durations[-1] > durations[0]  # the last frame is held longer
     strip = frames[0].convert("L").crop((0, 0, 60, CAPTION_HEIGHT))
@@ -63,7 +63,8 @@ def test_interpolation_gif(trained_runs: dict[str, Path], tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     frames = frames_of(out)
     assert len(frames) == 5 * 12
-    assert frames[0].size == (8 * 30 + 2, 10 * 30 + 2)  # 8 walkers, one row per class
+    assert frames[0].size[1] == 10 * 30 + 2  # one row per class
+    assert frames[0].size[0] > 8 * 30 + 2  # 8 walkers and the class names
     assert frames[0].tobytes() != frames[6].tobytes()  # it moves
 
 
@@ -119,4 +120,5 @@ def test_mp4_with_the_plugin(trained_runs: dict[str, Path], tmp_path: Path) -> N
     result = invoke("animate", trained_runs["cgan"], "--out", out, "--fps", "4", "--hold-last", "1")
     assert result.exit_code == 0, result.output
     video = iio.imread(out)
-    assert video.shape == (3 + 4, 302 + CAPTION_HEIGHT, 302, 3)  # 3 epochs + 1 s held at 4 fps
+    # 3 epochs + 1 s held at 4 fps; the width holds the class-name column
+    assert video.shape[:2] == (3 + 4, 302 + CAPTION_HEIGHT) and video.shape[2] > 302

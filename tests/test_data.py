@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import idx_bytes, make_mnist_root
 
 from gancli.engine.config import DataConfig
 from gancli.engine.data import load_dataset, read_idx, to_uint8, to_unit_range
@@ -16,25 +17,6 @@ from gancli.engine.errors import DataError
 
 # Published MNIST training label counts for digits 0-9.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def make_mnist_root(root: Path, n: int = 20, gz: bool = True) -> Path:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    images = np.arange(n * 28 * 28, dtype=np.uint8).reshape(n, 28, 28)
-    labels = np.arange(n, dtype=np.uint8) % 10
-    for stem, arr in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
-        data = idx_bytes(arr)
-        if gz:
-            (raw / f"{stem}.gz").write_bytes(gzip.compress(data))
-        else:
-            (raw / stem).write_bytes(data)
-    return root
 
 
 def test_mnist_train_split_from_shared_data(data_dir: Path) -> None:

@@ -98,7 +98,8 @@ def test_png_grid_for_one_digit(trained_runs: dict[str, Path], tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"wrote 64 images of class 7 to {out}"
     with Image.open(out) as img:
-        assert img.size == (8 * 30 + 2, 8 * 30 + 2) and img.mode == "L"
+        assert img.size[1] == 8 * 30 + 2 and img.mode == "L"
+        assert img.size[0] > img.size[1]  # each row is named "7" in a left margin
 
 
 def test_npz_for_all_classes_and_seeds(trained_runs: dict[str, Path], tmp_path: Path) -> None:

@@ -10,16 +10,30 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import make_mnist_root
+from PIL import Image, ImageFont
 
 from gancli.engine import losses
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import load_config
+from gancli.engine.data import FASHION_CLASSES
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
 from gancli.engine.plots import read_metrics
 from gancli.engine.trainer import Interrupted, NullReporter, RuntimeOptions, Trainer
 
-PRESETS = ["gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"]
+PRESETS = [
+    "gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist",
+    "dcgan-fashion", "cgan-fashion", "dcgan-notmnist", "cgan-notmnist", "dcgan-digits",
+    "cgan-digits",
+]  # fmt: skip
+
+
+def label_margin(names: tuple[str, ...] | list[str]) -> int:
+    """Width of the class-name column left of a conditional grid."""
+    font = ImageFont.load_default()
+    return 6 + max(math.ceil(font.getlength(name)) for name in names)
+
+
 TINY = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 1}
 
 
@@ -62,11 +76,13 @@ def test_one_epoch_of_each_preset_writes_a_complete_run(
 
 def test_grid_layouts(tmp_path: Path, data_dir: Path) -> None:
     cond = new_trainer(tmp_path, "cgan-mnist", data_dir).fit()
-    # 10 rows (one per class) x 10 columns of 28 px with 2 px padding.
+    # 10 rows (one per class) x 10 columns of 28 px with 2 px padding, class names on the left.
+    margin = label_margin(tuple("0123456789"))
     with Image.open(Path(cond.run_dir) / "samples" / "epoch_0001.png") as grid:
-        assert grid.size == (10 * 30 + 2, 10 * 30 + 2)
+        assert grid.size == (margin + 10 * 30 + 2, 10 * 30 + 2)
+        assert grid.crop((0, 0, margin, 302)).getextrema()[1] > 200  # the names are drawn
     with Image.open(Path(cond.run_dir) / "reals.png") as reals:
-        assert reals.size == (302, 302)
+        assert reals.size == (margin + 302, 302)
     state = load_checkpoint(Path(cond.run_dir) / "checkpoints" / "last.pt")
     assert state["fixed_labels"].tolist() == [c for c in range(10) for _ in range(10)]
     plain = new_trainer(tmp_path, "dcgan-mnist", data_dir, "training.grid_size=36").fit()
@@ -77,7 +93,7 @@ def test_grid_layouts(tmp_path: Path, data_dir: Path) -> None:
 def test_conditional_reals_show_one_class_per_row(tmp_path: Path, data_dir: Path) -> None:
     trainer = new_trainer(tmp_path, "cgan-mnist", data_dir)
     with Image.open(trainer.run.reals) as img:
-        pixels = torch.from_numpy(np.asarray(img).copy())
+        pixels = torch.from_numpy(np.asarray(img).copy())[:, label_margin(tuple("0123456789")) :]
     assert pixels.shape == (302, 302)
     data = trainer.data
     for row in range(10):
@@ -190,8 +206,6 @@ def test_dataset_smaller_than_a_step(tmp_path: Path, data_dir: Path) -> None:
 
 
 def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Path) -> None:
-    from test_data import make_mnist_root
-
     trainer = new_trainer(tmp_path, "gan-mnist", data_dir, **{"training.epochs": 2})
     trainer.fit()
     assert load_checkpoint(trainer.run.last_checkpoint)["data"]["num_images"] == 320
@@ -218,3 +232,34 @@ def test_nan_weights_are_never_checkpointed(tmp_path: Path, data_dir: Path) -> N
         trainer.save()
     assert trainer.run.last_checkpoint.read_bytes() == before
     assert not list(trainer.run.checkpoints.glob(".*tmp*"))
+
+
+def test_class_names_label_the_rows_of_conditional_grids(tmp_path: Path, data_dir: Path) -> None:
+    result = new_trainer(tmp_path, "cgan-fashion", data_dir).fit()
+    margin = label_margin(FASHION_CLASSES)
+    with Image.open(Path(result.run_dir) / "samples" / "epoch_0001.png") as grid:
+        assert grid.size == (margin + 302, 302)
+    assert margin > label_margin(tuple("0123456789"))  # "Ankle boot" needs more room
+
+
+def test_dcgan_follows_a_folder_of_rgb_images(tmp_path: Path, data_dir: Path) -> None:
+    from test_datasets import make_folder
+
+    root = make_folder(tmp_path / "pets")
+    config = load_config(
+        "cgan-mnist",
+        [f"data.dataset=folder:{root}", "data.image_size=32", "data.channels=3"],
+        {"training.batch_size": 2, "training.epochs": 1},
+    )
+    trainer = Trainer.new(config, RuntimeOptions(out=str(tmp_path / "runs"), device="cpu"), "pets")
+    notes: list[str] = []
+
+    class Notes(NullReporter):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    trainer.fit(Notes())
+    assert trainer.data.image_shape == (3, 32, 32)
+    assert any("skipped 2 unreadable image(s)" in n for n in notes)
+    with Image.open(trainer.run.epoch_grid(1)) as grid:
+        assert grid.mode == "RGB" and grid.size[1] == 2 * (32 + 2) + 2  # cats, dogs

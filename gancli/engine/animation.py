@@ -168,5 +168,6 @@ def latent_walk(
             else:
                 labels = torch.zeros(columns, dtype=torch.long)
                 nrow = math.isqrt(columns)
-            frames.append(grid_image(generate(trained.model, z, labels), nrow))
+            rows = list(trained.class_names) if trained.conditional else None
+            frames.append(grid_image(generate(trained.model, z, labels), nrow, row_labels=rows))
     return frames

@@ -30,8 +30,14 @@ def option(default: Any, help: str, **bounds: float) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = option("mnist", "dataset name (mnist)")
-    limit: int | None = option(None, "train on the first N images only; null uses all", ge=1)
+    dataset: str = option(
+        "mnist", "mnist, fashion-mnist, notmnist, digits (built in) or folder:PATH"
+    )
+    limit: int | None = option(
+        None, "train on the first N images only (digits: generate N); null uses all", ge=1
+    )
+    image_size: int = option(28, "side in pixels the images are resized to", ge=8, le=512)
+    channels: int = option(1, "1 for grey, 3 for RGB", ge=1, le=3)
 
 
 @dataclass(frozen=True)
@@ -323,6 +329,8 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
 
 
 def _check_combinations(config: Config) -> None:
+    if config.data.channels == 2:
+        raise ConfigError("data.channels: must be 1 (grey) or 3 (RGB), got 2")
     if config.objective.loss == "wgan-gp" and config.model.d_norm == "batch":
         raise ConfigError(
             "model.d_norm: batch norm mixes samples, which breaks the per-sample gradient "

@@ -1,8 +1,10 @@
 """Usage: images = load_dataset(config.data, data_dir="../shared/data", device=torch.device("cpu"))
 
-Datasets are read by gancli itself (IDX files, gzipped or raw, in torchvision's
-`<root>/<Folder>/raw/` layout) and held whole in memory as uint8 on the training
-device; batches are scaled to [-1, 1] only when drawn.
+Named IDX datasets (mnist, fashion-mnist, notmnist) are read by gancli itself from
+gzipped or raw files in torchvision's `<root>/<Folder>/raw/` layout or Debian's
+`/usr/share/datasets/<name>/`; `digits` is drawn on the fly and `folder:PATH` reads any
+image folder. Every split is held whole in memory as uint8 on the training device;
+batches are scaled to [-1, 1] only when drawn.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import gzip
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,10 @@ from gancli.engine.errors import DataError
 
 ENV_DATA_DIR = "GANCLI_DATA_DIR"
 ENV_NO_DOWNLOAD = "GANCLI_NO_DOWNLOAD"
+ENV_DEBIAN_DATASETS = "GANCLI_DEBIAN_DATASETS"  # where Debian's dataset-* packages install
+DIGITS_SIZE = 60_000  # images in the built-in digits training set
+DIGITS_SEEDS = {"train": 0, "test": 1}  # the digits splits are fixed data sets, like MNIST's
+FOLDER_PREFIX = "folder:"
 
 _IDX_UBYTE = 0x08
 
@@ -35,6 +41,7 @@ class IdxDataset:
     class_names: tuple[str, ...]
     files: dict[str, tuple[str, str]]  # split -> (images file, labels file), without .gz
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    downloadable: bool = True  # torchvision has a downloader of this name
 
     def download(self, root: Path) -> None:
         import torchvision.datasets as tvd
@@ -48,9 +55,19 @@ _MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
 DATASETS: dict[str, IdxDataset] = {
-    "mnist": IdxDataset("mnist", "MNIST", tuple(str(d) for d in range(10)), _MNIST_FILES),
+    "mnist": IdxDataset("mnist", "MNIST", tuple("0123456789"), _MNIST_FILES),
+    "fashion-mnist": IdxDataset("fashion-mnist", "FashionMNIST", FASHION_CLASSES, _MNIST_FILES),
+    "notmnist": IdxDataset(
+        "notmnist", "notMNIST", tuple("ABCDEFGHIJ"), _MNIST_FILES, downloadable=False
+    ),
 }
+BUILT_IN = ("digits",)
 
 
 @dataclass
@@ -63,6 +80,7 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor
     class_names: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)  # what the user should hear about the data
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -158,8 +176,15 @@ def candidate_roots(data_dir: str | Path | None) -> list[tuple[str, Path]]:
     return roots
 
 
-def _locate(spec: IdxDataset, split: str, root: Path) -> tuple[Path, Path] | None:
-    raw_dir = root / spec.folder / "raw"
+def raw_dirs(spec: IdxDataset, data_dir: str | Path | None) -> list[tuple[str, Path]]:
+    """Folders that may hold the dataset's IDX files: each root's <Folder>/raw, then Debian's."""
+    dirs = [(how, root / spec.folder / "raw") for how, root in candidate_roots(data_dir)]
+    debian = Path(os.environ.get(ENV_DEBIAN_DATASETS) or "/usr/share/datasets")
+    dirs.append(("Debian package", debian / spec.name))
+    return dirs
+
+
+def _locate(spec: IdxDataset, split: str, raw_dir: Path) -> tuple[Path, Path] | None:
     images_stem, labels_stem = spec.files[split]
     images, labels = _find_file(raw_dir, images_stem), _find_file(raw_dir, labels_stem)
     return (images, labels) if images and labels else None
@@ -181,17 +206,33 @@ def _load_idx_pair(spec: IdxDataset, split: str, images: Path, labels: Path) -> 
     )
 
 
-def load_idx_dataset(name: str, split: str, data_dir: str | Path | None) -> ImageSet:
-    """Find a named IDX dataset (data dir, $GANCLI_DATA_DIR, user cache, download) and read it."""
-    spec = DATASETS[name]
-    tried = []
-    for how, root in candidate_roots(data_dir):
-        found = _locate(spec, split, root)
+def _search(spec: IdxDataset, split: str, dirs: list[tuple[str, Path]]) -> ImageSet | None:
+    for _, raw_dir in dirs:
+        found = _locate(spec, split, raw_dir)
         if found:
             return _load_idx_pair(spec, split, *found)
-        tried.append(f"{root / spec.folder / 'raw'} ({how})")
+    return None
+
+
+def load_idx_dataset(
+    name: str, split: str, data_dir: str | Path | None, other_split: bool = False
+) -> ImageSet:
+    """Find a named IDX dataset and read it.
+
+    Looks in --data-dir, $GANCLI_DATA_DIR, the user cache and Debian's dataset folder,
+    then downloads into the cache. With `other_split`, a dataset of which only another
+    split is present (notMNIST's test split, say) is used, and a note says so.
+    """
+    spec = DATASETS[name]
+    dirs = raw_dirs(spec, data_dir)
+    found = _search(spec, split, dirs)
+    if found:
+        return found
+    tried = [f"{raw_dir} ({how})" for how, raw_dir in dirs]
     cache = user_cache_dir()
-    if os.environ.get(ENV_NO_DOWNLOAD):
+    if not spec.downloadable:
+        tried.append("download (none exists for this dataset)")
+    elif os.environ.get(ENV_NO_DOWNLOAD):
         tried.append(f"download (skipped: ${ENV_NO_DOWNLOAD} is set)")
     else:
         try:
@@ -199,14 +240,66 @@ def load_idx_dataset(name: str, split: str, data_dir: str | Path | None) -> Imag
         except Exception as exc:  # any network or disk failure means "not available"
             tried.append(f"download into {cache} ({type(exc).__name__}: {str(exc)[:80]})")
         else:
-            found = _locate(spec, split, cache)
+            found = _search(spec, split, [("user cache", cache / spec.folder / "raw")])
             if found:
-                return _load_idx_pair(spec, split, *found)
+                return found
             tried.append(f"download into {cache} (finished, but the files are not there)")
+    if other_split:
+        for other in (s for s in spec.files if s != split):
+            found = _search(spec, other, dirs)
+            if found:
+                found.notes.append(
+                    f"{name}: no {split} split found, so this run uses the {other} split "
+                    f"({len(found)} images from {found.source})"
+                )
+                return found
     raise DataError(
-        f"{name} not found; tried {'; '.join(tried)}. Put the IDX files in "
+        f"{name} ({split} split) not found; tried {'; '.join(tried)}. Put the IDX files in "
         f"<dir>/{spec.folder}/raw/ and pass --data-dir <dir> or set ${ENV_DATA_DIR}"
     )
+
+
+def load_digits(split: str, limit: int | None) -> ImageSet:
+    from gancli.engine.synthetic import generate_digits
+
+    count = limit or (DIGITS_SIZE if split == "train" else DIGITS_SIZE // 6)
+    images, labels, fonts = generate_digits(count, DIGITS_SEEDS[split])
+    source = f"drawn from Pillow's font and {len(fonts)} system fonts (seed {DIGITS_SEEDS[split]})"
+    return ImageSet("digits", split, source, images, labels, tuple("0123456789"))
+
+
+def load_folder(path: str, size: int, channels: int) -> ImageSet:
+    from gancli.engine.imagefolder import read_image_folder
+
+    root = Path(path).expanduser()
+    images, labels, classes, notes = read_image_folder(root, size, channels)
+    return ImageSet(f"{FOLDER_PREFIX}{root}", "all", str(root), images, labels, classes, notes)
+
+
+def conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """uint8 images -> the configured side and channel count (antialiased resize, grey <-> RGB)."""
+    if images.shape[1] != channels:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:  # ITU-R 601 luma, as Pillow's convert("L")
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        resized = torch.nn.functional.interpolate(
+            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images
+
+
+def dataset_summary(config: DataConfig) -> tuple[tuple[int, int, int], tuple[str, ...] | None]:
+    """(image shape, class names if known without reading the data) for a data config."""
+    shape = (config.channels, config.image_size, config.image_size)
+    if config.dataset in DATASETS:
+        return shape, DATASETS[config.dataset].class_names
+    if config.dataset in BUILT_IN:
+        return shape, tuple("0123456789")
+    return shape, None
 
 
 def load_dataset(
@@ -215,13 +308,24 @@ def load_dataset(
     split: str = "train",
     device: torch.device | None = None,
 ) -> ImageSet:
-    """The configured dataset split, limited to its first `config.limit` images, on `device`."""
-    if config.dataset not in DATASETS:
-        known = ", ".join(DATASETS)
-        raise DataError(f"data.dataset: unknown dataset '{config.dataset}'; known: {known}")
-    data = load_idx_dataset(config.dataset, split, data_dir)
+    """The configured dataset split, limited to `config.limit` images, shaped and on `device`.
+
+    Training (split "train") accepts another split of a named dataset when only that one
+    is present; the returned set's `notes` then say so.
+    """
+    name = config.dataset
+    if name.startswith(FOLDER_PREFIX):
+        data = load_folder(name[len(FOLDER_PREFIX) :], config.image_size, config.channels)
+    elif name == "digits":
+        data = load_digits(split, config.limit)
+    elif name in DATASETS:
+        data = load_idx_dataset(name, split, data_dir, other_split=split == "train")
+    else:
+        known = ", ".join([*DATASETS, *BUILT_IN, "folder:PATH"])
+        raise DataError(f"data.dataset: unknown dataset '{name}'; known: {known}")
     if config.limit is not None:
         data.images, data.labels = data.images[: config.limit], data.labels[: config.limit]
+    data.images = conform(data.images, config.image_size, config.channels)
     if device is not None:
         data.images, data.labels = data.images.to(device), data.labels.to(device)
     return data

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from gancli.engine.checkpoint import load_checkpoint
@@ -61,8 +61,14 @@ def generate(
     return torch.cat(chunks)
 
 
-def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
-    """uint8 images (N, C, H, W) -> one PIL image, `nrow` per row, on a dark background."""
+def grid_image(
+    images: torch.Tensor, nrow: int, padding: int = 2, row_labels: list[str] | None = None
+) -> Image.Image:
+    """uint8 images (N, C, H, W) -> one PIL image, `nrow` per row, on a dark background.
+
+    With `row_labels`, each row is named in a margin on the left (class names of a
+    conditional grid).
+    """
     n, c, h, w = images.shape
     rows = math.ceil(n / nrow)
     canvas = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
@@ -70,7 +76,19 @@ def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image
     for i in range(n):
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
         canvas[:, top : top + h, left : left + w] = images[i]
-    return to_pil(canvas)
+    grid = to_pil(canvas)
+    if not row_labels:
+        return grid
+    font = ImageFont.load_default()
+    margin = 6 + max(math.ceil(font.getlength(label)) for label in row_labels)
+    labelled = Image.new(grid.mode, (grid.width + margin, grid.height), 0)
+    labelled.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(labelled)
+    white = 255 if grid.mode == "L" else (255, 255, 255)
+    for row, label in enumerate(row_labels[:rows]):
+        middle = padding + row * (h + padding) + h // 2
+        draw.text((margin - 4, middle), label, fill=white, font=font, anchor="rm")
+    return labelled
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -79,9 +97,11 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
+def save_grid(
+    images: torch.Tensor, path: Path, nrow: int, row_labels: list[str] | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(images, nrow).save(path)
+    grid_image(images, nrow, row_labels=row_labels).save(path)
 
 
 # --------------------------------------------------------------------------- trained generators
@@ -275,12 +295,26 @@ def write_samples(
             if kind == "npz":
                 np.savez(tmp, images=images_all, labels=labels_all)
             else:
-                grid_image(torch.from_numpy(images_all), nrow or default_nrow(request)).save(tmp)
+                nrow = nrow or default_nrow(request)
+                rows = _row_labels(request, nrow, trained.class_names)
+                grid_image(torch.from_numpy(images_all), nrow, row_labels=rows).save(tmp)
             os.replace(tmp, out)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise RunDirError(f"cannot write {out}: {exc.strerror or exc}") from None
     return {"out": str(out), "kind": kind, "images": written}
+
+
+def _row_labels(
+    request: SampleRequest, nrow: int, class_names: tuple[str, ...]
+) -> list[str] | None:
+    """Class names per grid row, when every row holds exactly one requested class."""
+    if not request.labels or request.n % len(request.labels):
+        return None
+    per_class = request.n // len(request.labels)
+    if per_class % nrow:
+        return None
+    return [class_names[c] for c in request.labels for _ in range(per_class // nrow)]
 
 
 def _is_claimed_placeholder(path: Path) -> bool:

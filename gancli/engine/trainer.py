@@ -250,8 +250,9 @@ class Trainer:
         if options.threads:
             torch.set_num_threads(options.threads)
         data_dir = options.data_dir
-        if data_dir is None and state.get("data", {}).get("source"):
-            data_dir = str(Path(state["data"]["source"]).parents[1])  # <root>/<Folder>/raw
+        source = Path(str(state.get("data", {}).get("source", "")))
+        if data_dir is None and source.name == "raw":
+            data_dir = str(source.parents[1])  # read again from <root>/<Folder>/raw
         data = load_dataset(config.data, data_dir, device=device)
         if len(data) != state["data"]["num_images"]:
             raise CheckpointError(
@@ -347,6 +348,8 @@ class Trainer:
                 "start_step": start_step,
             }
         )
+        for note in self.data.notes:
+            reporter.note(note)
         window = torch.zeros(len(LOSS_FIELDS), device=self.device)
         epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
         window_steps = epoch_steps = 0
@@ -500,9 +503,13 @@ class Trainer:
     def _end_epoch(self) -> None:
         sampler = self.ema if self.ema is not None else self.generator
         images = generate(sampler, self.fixed_noise, self.fixed_labels)
-        save_grid(images, self.run.epoch_grid(self.epoch), self.grid_nrow)
+        save_grid(images, self.run.epoch_grid(self.epoch), self.grid_nrow, self._row_labels())
         self.save()
         plot_losses(read_metrics(self.run.metrics), self.run.losses_plot)
+
+    def _row_labels(self) -> list[str] | None:
+        """Class names for the rows of a conditional grid (one row per class)."""
+        return list(self.data.class_names) if self.config.model.conditional else None
 
     def _write_reals(self) -> None:
         """Real images laid out like the epoch grids: row i of a conditional run shows class i."""
@@ -517,7 +524,7 @@ class Trainer:
             if len(matches):  # a class missing from a --limit'ed dataset stays blank
                 tiles[i] = images[int(matches[seen[label] % len(matches)])]
             seen[label] += 1
-        save_grid(tiles, self.run.reals, self.grid_nrow)
+        save_grid(tiles, self.run.reals, self.grid_nrow, self._row_labels())
 
     def _truncate_metrics(self) -> None:
         """Drop metrics written after the checkpoint, so a resume never duplicates steps."""

@@ -1,0 +1,75 @@
+"""Usage: images, labels, classes, notes = read_image_folder(Path("pets"), size=64, channels=3)
+
+`folder:PATH`: any folder of pictures. Sub-folders become classes (so conditional presets
+work on them); every image is converted to grey or RGB and centre-cropped and resized to
+a square. Unreadable or truncated files are skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gancli.engine.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+SHOWN_BAD = 3  # unreadable files named in the report; the rest are counted
+
+
+def _class_of(path: Path, root: Path) -> str | None:
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def read_image_folder(
+    root: Path, size: int, channels: int
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], list[str]]:
+    """(uint8 images (N, C, size, size), int64 labels, class names, notes for the user)."""
+    if not root.is_dir():
+        raise DataError(f"folder:{root}: not a directory")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"folder:{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    notes: list[str] = []
+    classes = sorted({c for p in files if (c := _class_of(p, root)) is not None})
+    if classes:
+        loose = [p for p in files if _class_of(p, root) is None]
+        if loose:
+            notes.append(
+                f"folder:{root}: ignored {len(loose)} image(s) outside the class sub-folders"
+            )
+        files = [p for p in files if _class_of(p, root) is not None]
+    index = {name: i for i, name in enumerate(classes)}
+    mode = "L" if channels == 1 else "RGB"
+    arrays, labels, bad = [], [], []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                picture = ImageOps.exif_transpose(img).convert(mode)
+            picture = ImageOps.fit(picture, (size, size), Image.Resampling.LANCZOS)
+        except (
+            OSError,
+            UnidentifiedImageError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+        ):
+            bad.append(path)
+            continue
+        array = np.asarray(picture, dtype=np.uint8)
+        arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+        class_name = _class_of(path, root)
+        labels.append(index[class_name] if class_name is not None else 0)
+    if bad:
+        shown = ", ".join(str(p) for p in bad[:SHOWN_BAD])
+        more = f" and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else ""
+        notes.append(f"skipped {len(bad)} unreadable image(s): {shown}{more}")
+    if not arrays:
+        raise DataError(f"folder:{root}: none of the {len(files)} image files could be read")
+    class_names = tuple(classes) if classes else (root.name or "images",)
+    images = torch.from_numpy(np.stack(arrays))
+    return images, torch.tensor(labels, dtype=torch.long), class_names, notes
