@@ -30,6 +30,11 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+RunsOpt = Annotated[
+    Path | None,
+    typer.Option("--runs", help="Runs root for the latest run ($GANCLI_RUNS_DIR or ./runs)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 
 
 @contextmanager
@@ -100,7 +105,7 @@ def train(
         Path | None, typer.Option(help="Runs root (default: $GANCLI_RUNS_DIR or ./runs).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: the preset's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOpt = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: physical cores).")
     ] = None,
@@ -225,10 +230,8 @@ def sample(
         float | None, typer.Option(min=0.01, help="Redraw noise entries with |z| > T.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
-    ] = None,
+    device: DeviceOpt = "auto",
+    runs: RunsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -285,9 +288,7 @@ def animate(
         typer.Option("--across-classes", help="With --interpolate: walk across classes, fixed z."),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
-    ] = None,
+    runs: RunsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -318,9 +319,7 @@ def inspect(
         str | None,
         typer.Argument(help="Run directory, checkpoint or preset (default: the latest run)."),
     ] = None,
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Runs root searched for the latest run.")
-    ] = None,
+    runs: RunsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -156,14 +156,10 @@ def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("kind", report["kind"]), ("path", report["path"])]
     data = report.get("data")
     if data:
-        classes = data.get("classes") or []
+        classes = data.get("classes")
         size = f"{data['images']} {data.get('split', '')} images, " if data.get("images") else ""
-        rows.append(
-            (
-                "data",
-                f"{data['dataset']}: {size}{len(classes)} classes, shape {data['image_shape']}",
-            )
-        )
+        count = f"{len(classes)} classes" if classes else "classes known once read"
+        rows.append(("data", f"{data['dataset']}: {size}{count}, shape {data['image_shape']}"))
         if data.get("source"):
             rows.append(("data source", str(data["source"])))
     progress = report.get("progress") or {}

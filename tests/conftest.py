@@ -25,6 +25,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("GANCLI_RUNS_DIR", raising=False)
     monkeypatch.setenv("GANCLI_DATA_DIR", str(DATA_DIR))
+    monkeypatch.setenv("GANCLI_DEBIAN_DATASETS", str(tmp_path_factory.mktemp("no-debian")))
 
 
 @pytest.fixture(scope="session")

@@ -85,3 +85,14 @@ def test_sparkline() -> None:
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert len(sparkline(list(range(1000)))) == 40
     assert sparkline([]) == "" and sparkline([2, 2]) == "▁▁"
+
+
+def test_inspect_a_folder_preset(tmp_path: Path) -> None:
+    preset = tmp_path / "pets.yaml"
+    preset.write_text("data:\n  dataset: folder:pets\n  image_size: 64\n  channels: 3\n")
+    report = json.loads(invoke("inspect", preset, "--json").stdout)
+    assert report["data"] == {"dataset": "folder:pets", "image_shape": [3, 64, 64], "classes": None}
+    assert report["architecture"]["generator"]["layers"][-2]["output"] == [3, 64, 64]
+    preset.write_text("data:\n  dataset: folder:pets\nmodel:\n  conditional: true\n")
+    conditional = json.loads(invoke("inspect", preset, "--json").stdout)
+    assert "architecture" not in conditional  # its classes are known only once the folder is read

@@ -23,7 +23,7 @@ from gancli.engine.config import (
     load_config,
     resolve_preset,
 )
-from gancli.engine.data import DATASETS
+from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import build_models
 from gancli.engine.plots import read_metrics
@@ -48,15 +48,14 @@ def inspect_preset(name: str) -> dict[str, Any]:
     config = load_config(path)
     report: dict[str, Any] = {"kind": "preset", "path": str(path), "name": path.stem}
     report["config"] = config_to_dict(config)
-    spec = DATASETS.get(config.data.dataset)
-    if spec is not None:
-        shape, classes = spec.image_shape, spec.class_names
-        report["data"] = {
-            "dataset": spec.name,
-            "image_shape": list(shape),
-            "classes": list(classes),
-        }
-        report["architecture"] = architecture(config, shape, len(classes))
+    shape, classes = dataset_summary(config.data)
+    report["data"] = {
+        "dataset": config.data.dataset,
+        "image_shape": list(shape),
+        "classes": list(classes) if classes else None,
+    }
+    if classes or not config.model.conditional:  # a folder's classes are known only once read
+        report["architecture"] = architecture(config, shape, len(classes or ()))
     return report
 
 

@@ -123,8 +123,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _make_optimizer(
-    config: Config, params: Iterator[nn.Parameter], lr: float, device: torch.device
-):
+    config: Config, params: Iterator[nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
     opt = config.optim
     if opt.name == "adam":
         # Fused Adam updates all tensors in one kernel per step: much faster on small models.
@@ -178,10 +178,8 @@ class Trainer:
         if train_cfg.ema > 0:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.objective = build_objective(config.objective)
-        self.opt_g = _make_optimizer(config, self.generator.parameters(), config.optim.lr_g, device)
-        self.opt_d = _make_optimizer(
-            config, self.discriminator.parameters(), config.optim.lr_d, device
-        )
+        self.opt_g = _make_optimizer(config, self.generator.parameters(), config.optim.lr_g)
+        self.opt_d = _make_optimizer(config, self.discriminator.parameters(), config.optim.lr_d)
         # Without batch norm, D sees real and fake in one pass: same maths, better matmuls.
         self.joint_d_pass = not has_batch_norm(self.discriminator)
         self.steps_per_epoch = len(data) // train_cfg.batch_size // config.objective.n_critic
