@@ -19,6 +19,7 @@ from gancli.engine.config import load_config
 from gancli.engine.data import FASHION_CLASSES
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
 from gancli.engine.plots import read_metrics
+from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, sample_batches
 from gancli.engine.trainer import Interrupted, NullReporter, RuntimeOptions, Trainer
 
 PRESETS = [
@@ -263,3 +264,8 @@ def test_dcgan_follows_a_folder_of_rgb_images(tmp_path: Path, data_dir: Path) ->
     assert any("skipped 2 unreadable image(s)" in n for n in notes)
     with Image.open(trainer.run.epoch_grid(1)) as grid:
         assert grid.mode == "RGB" and grid.size[1] == 2 * (32 + 2) + 2  # cats, dogs
+    dogs = load_generator(trainer.run.last_checkpoint)
+    assert dogs.class_names == ("cats", "dogs")
+    assert parse_labels(["DOGS"], dogs.class_names) == [1]
+    images = next(sample_batches(dogs, SampleRequest(n=4, labels=(1,))))[0]
+    assert images.shape == (4, 3, 32, 32)
