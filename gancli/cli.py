@@ -300,7 +300,7 @@ def animate(
     with cli_errors():
         run = RunDir.open(path) if path else latest_run(runs_root(runs))
         if interpolate or across_classes:
-            trained = load_generator(run.last_checkpoint)
+            trained = load_generator(run.newest_checkpoint()[0])
             frames = latent_walk(trained, seed=seed, across_classes=across_classes)
             target = out or run.path / "interpolation.gif"
             write_animation(frames, target, fps or 12.0, loop, hold_last=0)

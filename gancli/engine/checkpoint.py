@@ -9,6 +9,7 @@ no pickled code is ever executed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -25,28 +26,45 @@ from gancli.engine.errors import CheckpointError
 FORMAT = "gancli-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "version", "config", "generator", "discriminator", "epoch", "step")
+SAFE_TORCH = (2, 6)  # weights_only loading is safe from here on (CVE-2025-32434)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` so that `path` is always either the old or the new file."""
+def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = None) -> None:
+    """Write `state` so that `path` is always a complete checkpoint, old or new.
+
+    The new file is written beside it, fsynced and renamed over it. With `previous`, the
+    old file is first renamed there, so the last two good checkpoints are always on disk;
+    a kill between the two renames leaves `previous` for resume to pick up.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, **state}
+    payload["integrity"] = content_digest(payload)
     try:
         with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, "version": FORMAT_VERSION, **state}, fh)
+            torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint "
+            "is untouched"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)  # only still there if the write failed or was interrupted
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a gancli checkpoint; refuses anything that is not one."""
+    """Read and check a gancli checkpoint; refuses anything that is not one, intact."""
     path = Path(path)
+    if _torch_version() < SAFE_TORCH:
+        raise CheckpointError(
+            f"torch {torch.__version__} cannot load checkpoints safely; gancli needs torch >= 2.6"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -62,10 +80,72 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint format {state.get('version')} is not supported "
             f"(this gancli reads format {FORMAT_VERSION})"
         )
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    missing = [k for k in (*REQUIRED_KEYS, "integrity") if k not in state]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {', '.join(missing)}")
+    stored = state.pop("integrity")
+    try:
+        actual = content_digest(state)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint holds unexpected contents ({exc})") from None
+    if stored != actual:
+        raise CheckpointError(f"{path}: checksum mismatch, the file is corrupt")
     return state
+
+
+def newest_valid(paths: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:
+    """The loadable checkpoint with the most steps among `paths`, and why others were skipped."""
+    best: tuple[Path, dict[str, Any]] | None = None
+    problems = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if best is None or int(state["step"]) > int(best[1]["step"]):
+            best = (path, state)
+    if best is None:
+        found = "; ".join(problems) if problems else "no checkpoint files"
+        raise CheckpointError(f"no usable checkpoint ({found})")
+    return best[0], best[1], problems
+
+
+def content_digest(state: Any) -> str:
+    """sha256 over a checkpoint's contents: every tensor's bytes, dtype and shape, every value.
+
+    torch.load does not notice flipped bits inside tensor data; this does.
+    """
+    digest = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            flat = obj.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{flat.dtype}{tuple(obj.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(obj, dict):
+            digest.update(f"D{len(obj)}".encode())
+            for key in sorted(obj, key=repr):
+                digest.update(repr(key).encode())
+                feed(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            digest.update(f"L{len(obj)}".encode())
+            for item in obj:
+                feed(item)
+        elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+            digest.update(repr(obj).encode())
+        else:
+            raise TypeError(f"cannot checksum a {type(obj).__name__}")
+
+    feed(state)
+    return digest.hexdigest()
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = (int(part) for part in str(torch.__version__).split(".")[:2])
+    return major, minor
 
 
 def versions() -> dict[str, str]:

@@ -225,7 +225,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
         tree["description"] = value
         return
     if len(parts) != 2:
-        raise ConfigError(f"{key}: expected section.key, e.g. training.epochs")
+        raise ConfigError(f"{_printable(key)}: expected section.key, e.g. training.epochs")
     section, name = parts
     if section not in SECTIONS:
         raise ConfigError(_unknown(section, ["description", *SECTIONS]))
@@ -339,7 +339,12 @@ def _check_combinations(config: Config) -> None:
 
 
 def _unknown(key: str, known: Iterable[str]) -> str:
-    return f"{key}: unknown key; known keys: {', '.join(known)}"
+    return f"{_printable(key)}: unknown key; known keys: {', '.join(known)}"
+
+
+def _printable(key: str) -> str:
+    """A key as typed, or quoted with escapes when it holds control characters."""
+    return key if key.isprintable() else repr(key)
 
 
 def _kind(value: Any) -> str:

@@ -72,14 +72,12 @@ def inspect_checkpoint(path: Path) -> dict[str, Any]:
 
 def inspect_run(run: RunDir) -> dict[str, Any]:
     report: dict[str, Any] = {"kind": "run", "path": str(run.path), "name": run.path.name}
-    files = sorted(run.checkpoints.glob("*.pt"), key=lambda p: (p.name != "last.pt", p.name))
-    healths = [checkpoint_health(p) for p in files]
-    states = [h.pop("_state", None) for h in healths]
+    healths = [checkpoint_health(p) for p in run.checkpoint_files() if p.is_file()]
+    states = [state for h in healths if (state := h.pop("_state", None)) is not None]
     report["checkpoints"] = healths
-    if healths and healths[0]["file"] == "last.pt" and not healths[0]["loads"]:
-        raise CheckpointError(healths[0]["error"])
-    if states and states[0] is not None:
-        _describe_state(report, states[0])
+    if not states:
+        raise CheckpointError("; ".join(h["error"] for h in healths) or "no checkpoints")
+    _describe_state(report, max(states, key=lambda s: int(s["step"])))
     report["progress"] = {**report.get("progress", {}), **_progress(read_metrics(run.metrics))}
     eval_path = run.path / "eval.json"
     if eval_path.is_file():

@@ -10,7 +10,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gancli.engine.checkpoint import newest_valid
 from gancli.engine.errors import CheckpointError, RunDirError
 
 ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
@@ -48,6 +50,15 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.checkpoints / "previous.pt"
+
+    def checkpoint_files(self) -> list[Path]:
+        """last.pt, previous.pt, then the kept epoch_NNNN.pt, newest first."""
+        kept = sorted(self.checkpoints.glob("epoch_*.pt"), reverse=True)
+        return [self.last_checkpoint, self.previous_checkpoint, *kept]
 
     @property
     def reals(self) -> Path:
@@ -100,19 +111,23 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
-        """An existing run directory (one holding checkpoints/last.pt)."""
+        """An existing run directory (one holding at least one checkpoint)."""
         run = cls(Path(path).expanduser())
         if not run.path.is_dir():
             raise CheckpointError(f"run directory not found: {run.path}")
-        if not run.last_checkpoint.is_file():
-            raise CheckpointError(f"{run.path} holds no checkpoints/last.pt; is it a gancli run?")
+        if not any(p.is_file() for p in run.checkpoint_files()):
+            raise CheckpointError(f"{run.path} holds no checkpoints/*.pt; is it a gancli run?")
         return run
+
+    def newest_checkpoint(self) -> tuple[Path, dict[str, Any], list[str]]:
+        """The valid checkpoint with the most steps, its contents, and what was skipped."""
+        return newest_valid(self.checkpoint_files())
 
 
 def latest_run(root: Path) -> RunDir:
-    """The run under `root` whose last checkpoint was written most recently."""
+    """The run under `root` whose newest checkpoint was written most recently."""
     candidates = (
-        [p for p in root.glob("*/checkpoints/last.pt") if p.is_file()] if root.is_dir() else []
+        [p for p in root.glob("*/checkpoints/*.pt") if p.is_file()] if root.is_dir() else []
     )
     if not candidates:
         raise CheckpointError(
@@ -127,11 +142,11 @@ def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | No
     """A run directory, a checkpoint file or nothing (the latest run) -> (run, checkpoint)."""
     if path is None:
         run = latest_run(root)
-        return run, run.last_checkpoint
+        return run, run.newest_checkpoint()[0]
     target = Path(path).expanduser()
     if target.is_dir():
         run = RunDir.open(target)
-        return run, run.last_checkpoint
+        return run, run.newest_checkpoint()[0]
     if not target.exists():
         raise CheckpointError(f"no run directory or checkpoint at {target}")
     parent = target.parent

@@ -27,7 +27,13 @@ from torch import nn
 
 from gancli.engine import checkpoint as ckpt
 from gancli.engine.animation import write_progress
-from gancli.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from gancli.engine.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+)
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import (
     EXIT_INTERRUPTED,
@@ -132,6 +138,27 @@ def _make_optimizer(
     return torch.optim.RMSprop(params, lr=lr, foreach=True)
 
 
+def _check_same_run(run: RunDir, checkpoint: Path, config: Config) -> None:
+    """Refuse a checkpoint whose config differs from the run's config.yaml (epochs aside)."""
+    if not run.config.is_file():
+        return
+    try:
+        recorded = config_to_dict(load_config(run.config))
+    except ConfigError:
+        return  # an unreadable config.yaml is replaced by the checkpoint's own on resume
+    ours = config_to_dict(config)
+    for section, values in ours.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            theirs = recorded.get(section, {}).get(key)
+            if (section, key) != ("training", "epochs") and value != theirs:
+                raise CheckpointError(
+                    f"{checkpoint} does not belong to {run.path}: {section}.{key} is {value!r} "
+                    f"in the checkpoint but {theirs!r} in config.yaml"
+                )
+
+
 @contextmanager
 def _flushing_denormals() -> Iterator[None]:
     """Treat denormal floats as zero while training, then restore the caller's setting.
@@ -195,6 +222,8 @@ class Trainer:
         if state is not None:
             self._load_state(state)
         self._stop_signal: int | None = None
+        self._last_is_good = False  # last.pt is known to be a valid checkpoint
+        self.notes: list[str] = list(data.notes)  # told to the user when training starts
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
 
     # ------------------------------------------------------------------ construction
@@ -229,16 +258,17 @@ class Trainer:
     def resume(
         cls, run_path: str | Path, options: RuntimeOptions, epochs: int | None = None
     ) -> Trainer:
-        """Continue a run from its last checkpoint; `epochs` raises the planned total."""
+        """Continue a run from its newest valid checkpoint; `epochs` raises the planned total."""
         run = RunDir.open(run_path)
-        state = ckpt.load_checkpoint(run.last_checkpoint)
+        path, state, problems = run.newest_checkpoint()
         saved = dict(state["config"])
         if epochs is not None:
             saved["training"] = {**saved["training"], "epochs": epochs}
         try:
             config = config_from_dict(saved)
         except ConfigError as exc:
-            raise CheckpointError(f"{run.last_checkpoint}: {exc}") from None
+            raise CheckpointError(f"{path}: {exc}") from None
+        _check_same_run(run, path, config)
         if config.training.epochs < state["epoch"]:
             raise ConfigError(
                 f"--epochs {config.training.epochs}: the run has already done "
@@ -258,6 +288,11 @@ class Trainer:
                 f"{state['data']['num_images']}; resume needs the same data"
             )
         trainer = cls(config, run, data, device, state=state)
+        trainer._last_is_good = path == run.last_checkpoint
+        if problems:
+            trainer.notes.append(
+                f"resuming from {path.name} (step {trainer.step}); skipped: {'; '.join(problems)}"
+            )
         if epochs is not None:
             run.config.write_text(
                 f"# resolved config of {run.path.name} (resumed)\n" + config_to_yaml(config)
@@ -320,7 +355,11 @@ class Trainer:
                     "checkpoint is kept. Lower optim.lr_d / optim.lr_g"
                 )
         state = self.state_dict()
-        ckpt.save_checkpoint(self.run.last_checkpoint, state)
+        # Keep the old last.pt as previous.pt, unless it is unreadable: then previous.pt may
+        # hold the only good checkpoint, and it stays.
+        previous = self.run.previous_checkpoint if self._last_is_good else None
+        ckpt.save_checkpoint(self.run.last_checkpoint, state, previous=previous)
+        self._last_is_good = True
         every = self.config.training.save_every
         if every and self.step_in_epoch == 0 and self.epoch % every == 0:
             ckpt.save_checkpoint(self.run.epoch_checkpoint(self.epoch), state)
@@ -346,7 +385,7 @@ class Trainer:
                 "start_step": start_step,
             }
         )
-        for note in self.data.notes:
+        for note in self.notes:
             reporter.note(note)
         window = torch.zeros(len(LOSS_FIELDS), device=self.device)
         epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
