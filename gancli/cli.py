@@ -109,6 +109,13 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: physical cores).")
     ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="Only deterministic kernels (CUDA); fails naming the op that has none.",
+        ),
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue RUN_DIR from its last checkpoint (with --epochs to extend)."),
@@ -130,6 +137,7 @@ def train(
             name=name,
             device=device,
             threads=threads,
+            deterministic=deterministic,
         )
         if resume is not None:
             others = {
@@ -145,7 +153,7 @@ def train(
             if given:
                 raise ConfigError(
                     f"--resume continues a run with its own config; drop {', '.join(given)} "
-                    "(only --epochs, --device, --threads and --data-dir apply)"
+                    "(only --epochs, --device, --threads, --deterministic and --data-dir apply)"
                 )
             if dry_run:
                 raise ConfigError("--dry-run does not apply to --resume")

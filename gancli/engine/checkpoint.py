@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import gancli
-from gancli.engine.errors import CheckpointError
+from gancli.engine.errors import CheckpointError, StorageError
 
 FORMAT = "gancli-checkpoint"
 FORMAT_VERSION = 1
@@ -50,7 +50,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        raise CheckpointError(
+        raise StorageError(
             f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint "
             "is untouched"
         ) from None

@@ -34,6 +34,12 @@ class RunDirError(GancliError):
     """The output root cannot be written."""
 
 
+class StorageError(GancliError):
+    """A write failed (disk full, read-only file system); earlier checkpoints are intact."""
+
+    exit_code = EXIT_TRAINING_FAILED
+
+
 class TrainingError(GancliError):
     """Training itself failed (for example the losses became NaN)."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,54 @@ def next_free_path(directory: Path, stem: str, suffix: str) -> Path:
         except FileExistsError:
             continue
     raise RunDirError(f"{directory} holds too many {stem}-NNN{suffix} files")
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def lock_run(run: RunDir) -> Iterator[None]:
+    """Hold RUN/.lock while training, so two processes never train one run at once.
+
+    A lock left by a process that no longer exists (killed with -9, say) is stale and
+    taken over.
+    """
+    lock = run.path / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and _alive(owner):
+                raise RunDirError(
+                    f"{run.path} is being trained by process {owner}; wait for it, or delete "
+                    f"{lock} if that process is gone"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise RunDirError(f"cannot take the lock {lock}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -40,15 +41,19 @@ from gancli.engine.errors import (
     CheckpointError,
     ConfigError,
     GancliError,
+    StorageError,
     TrainingError,
 )
 from gancli.engine.losses import build_objective
 from gancli.engine.models import build_models, has_batch_norm, has_convolutions
 from gancli.engine.plots import plot_losses, read_metrics
-from gancli.engine.runs import RunDir, runs_root
+from gancli.engine.runs import RunDir, lock_run, runs_root
 from gancli.engine.sampling import fixed_inputs, generate, save_grid
 
 LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")
+D_WINS_BELOW = 0.02  # D(G(z)) under this ...
+D_WINS_WINDOWS = 3  # ... for this many log intervals in a row earns a warning
+COLLAPSE_RATIO = 0.25  # samples varying less than this fraction of real images: a warning
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class RuntimeOptions:
     name: str | None = None  # run name prefix (default: the preset's name)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
+    deterministic: bool = False  # PyTorch's deterministic algorithms only (matters on CUDA)
 
 
 class Reporter(Protocol):
@@ -122,6 +128,19 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def _prepare(options: RuntimeOptions) -> torch.device:
+    """The device to train on, with the thread count and determinism asked for."""
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    if options.deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; set before any CUDA work.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    return device
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -157,6 +176,33 @@ def _check_same_run(run: RunDir, checkpoint: Path, config: Config) -> None:
                     f"{checkpoint} does not belong to {run.path}: {section}.{key} is {value!r} "
                     f"in the checkpoint but {theirs!r} in config.yaml"
                 )
+
+
+def _variety(images: torch.Tensor, groups: torch.Tensor) -> float:
+    """Mean per-pixel standard deviation within each group (class) of images, in [0, 0.5]."""
+    pixels = images.float().flatten(1) / 255.0
+    spreads = [
+        pixels[groups == g].std(0).mean() for g in groups.unique() if (groups == g).sum() > 1
+    ]
+    return float(torch.stack(spreads).mean()) if spreads else 0.0
+
+
+@contextmanager
+def _friendly_errors(run: RunDir) -> Iterator[None]:
+    """Failed writes and missing deterministic kernels -> one-line errors."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or run.path
+        raise StorageError(
+            f"cannot write {where}: {exc.strerror or exc}; the last good checkpoint in "
+            f"{run.checkpoints} is intact"
+        ) from None
+    except RuntimeError as exc:
+        if "deterministic" not in str(exc):
+            raise
+        first = str(exc).strip().splitlines()[0]
+        raise TrainingError(f"--deterministic: {first}") from None
 
 
 @contextmanager
@@ -225,6 +271,10 @@ class Trainer:
         self._last_is_good = False  # last.pt is known to be a valid checkpoint
         self.notes: list[str] = list(data.notes)  # told to the user when training starts
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
+        self._reporter: Reporter = NullReporter()
+        self._d_wins_windows = 0  # consecutive log windows with D(G(z)) near 0
+        self._real_variety: float | None = None  # sample variety of real images, for collapse
+        self._best_variety = 0.0  # highest sample/real variety ratio seen in this process
 
     # ------------------------------------------------------------------ construction
 
@@ -236,9 +286,7 @@ class Trainer:
         preset_name: str = "custom",
     ) -> Trainer:
         """Load data, create the run directory, write config.yaml and reals.png."""
-        device = resolve_device(options.device)
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        device = _prepare(options)
         data = load_dataset(config.data, options.data_dir, device=device)
         root = runs_root(options.out)
         run = RunDir.create(root, options.name or preset_name)
@@ -274,9 +322,7 @@ class Trainer:
                 f"--epochs {config.training.epochs}: the run has already done "
                 f"{state['epoch']} epochs"
             )
-        device = resolve_device(options.device)
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        device = _prepare(options)
         data_dir = options.data_dir
         source = Path(str(state.get("data", {}).get("source", "")))
         if data_dir is None and source.name == "raw":
@@ -387,61 +433,16 @@ class Trainer:
         )
         for note in self.notes:
             reporter.note(note)
-        window = torch.zeros(len(LOSS_FIELDS), device=self.device)
-        epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
-        window_steps = epoch_steps = 0
-        last: dict[str, float] = {}
         clock = self._clock = time.perf_counter()
-        window_clock = epoch_clock = clock
-        with self._signals(), _flushing_denormals():
-            while self.epoch < cfg.epochs:
-                batches = self.data.batches(
-                    cfg.batch_size,
-                    cfg.seed,
-                    self.epoch,
-                    start=self.step_in_epoch * self.config.objective.n_critic,
-                )
-                while self.step_in_epoch < self.steps_per_epoch:
-                    stats = self._train_step(batches)
-                    window += stats
-                    epoch_sum += stats
-                    window_steps += 1
-                    epoch_steps += 1
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    flush = self.step % cfg.log_every == 0
-                    flush = flush or self.step_in_epoch == self.steps_per_epoch
-                    logged = None
-                    if flush:
-                        now = time.perf_counter()
-                        logged = self._log(
-                            "step",
-                            window,
-                            window_steps,
-                            window_steps * images_per_step,
-                            now - window_clock,
-                        )
-                        window.zero_()
-                        window_steps, window_clock = 0, now
-                        last = {k: logged[k] for k in LOSS_FIELDS}
-                    reporter.advance(self.step, logged)
-                    if self._stop_signal is not None:
-                        self._interrupt()
-                now = time.perf_counter()
-                record = self._log(
-                    "epoch",
-                    epoch_sum,
-                    epoch_steps,
-                    epoch_steps * images_per_step,
-                    now - epoch_clock,
-                )
-                self.epoch += 1
-                self.step_in_epoch = 0
-                epoch_sum.zero_()
-                epoch_steps, epoch_clock = 0, now
-                self._end_epoch()
-                reporter.epoch(record)
-        write_progress(self.run)
+        self._reporter = reporter
+        with (
+            lock_run(self.run),
+            self._signals(),
+            _flushing_denormals(),
+            _friendly_errors(self.run),
+        ):
+            last = self._run_epochs(reporter, images_per_step)
+            write_progress(self.run)
         seconds = time.perf_counter() - clock
         steps_done = self.step - start_step
         return TrainResult(
@@ -452,6 +453,63 @@ class Trainer:
             images_per_second=round(steps_done * images_per_step / seconds, 1) if seconds else 0.0,
             final=last,
         )
+
+    def _run_epochs(self, reporter: Reporter, images_per_step: int) -> dict[str, float]:
+        """Train until the planned epochs are done; returns the last logged losses."""
+        cfg = self.config.training
+        window = torch.zeros(len(LOSS_FIELDS), device=self.device)
+        epoch_sum = torch.zeros(len(LOSS_FIELDS), device=self.device)
+        window_steps = epoch_steps = 0
+        last: dict[str, float] = {}
+        window_clock = epoch_clock = time.perf_counter()
+        while self.epoch < cfg.epochs:
+            batches = self.data.batches(
+                cfg.batch_size,
+                cfg.seed,
+                self.epoch,
+                start=self.step_in_epoch * self.config.objective.n_critic,
+            )
+            while self.step_in_epoch < self.steps_per_epoch:
+                stats = self._train_step(batches)
+                window += stats
+                epoch_sum += stats
+                window_steps += 1
+                epoch_steps += 1
+                self.step += 1
+                self.step_in_epoch += 1
+                flush = self.step % cfg.log_every == 0
+                flush = flush or self.step_in_epoch == self.steps_per_epoch
+                logged = None
+                if flush:
+                    now = time.perf_counter()
+                    logged = self._log(
+                        "step",
+                        window,
+                        window_steps,
+                        window_steps * images_per_step,
+                        now - window_clock,
+                    )
+                    window.zero_()
+                    window_steps, window_clock = 0, now
+                    last = {k: logged[k] for k in LOSS_FIELDS}
+                reporter.advance(self.step, logged)
+                if self._stop_signal is not None:
+                    self._interrupt()
+            now = time.perf_counter()
+            record = self._log(
+                "epoch",
+                epoch_sum,
+                epoch_steps,
+                epoch_steps * images_per_step,
+                now - epoch_clock,
+            )
+            self.epoch += 1
+            self.step_in_epoch = 0
+            epoch_sum.zero_()
+            epoch_steps, epoch_clock = 0, now
+            self._end_epoch()
+            reporter.epoch(record)
+        return last
 
     def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """n_critic D steps, then one G step on the last D step's fakes. Returns detached stats."""
@@ -531,6 +589,8 @@ class Trainer:
             )
         with open(self.run.metrics, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        if kind == "step":
+            self._check_d_wins(record)
         return record
 
     def _wall(self) -> float:
@@ -541,6 +601,7 @@ class Trainer:
         sampler = self.ema if self.ema is not None else self.generator
         images = generate(sampler, self.fixed_noise, self.fixed_labels)
         save_grid(images, self.run.epoch_grid(self.epoch), self.grid_nrow, self._row_labels())
+        self._check_variety(images)
         self.save()
         plot_losses(read_metrics(self.run.metrics), self.run.losses_plot)
 
@@ -548,20 +609,58 @@ class Trainer:
         """Class names for the rows of a conditional grid (one row per class)."""
         return list(self.data.class_names) if self.config.model.conditional else None
 
-    def _write_reals(self) -> None:
+    def _real_tiles(self) -> torch.Tensor:
         """Real images laid out like the epoch grids: row i of a conditional run shows class i."""
         labels, images = self.fixed_labels.tolist(), self.data.images.cpu()
         if not self.config.model.conditional:
-            save_grid(images[: len(labels)], self.run.reals, self.grid_nrow)
-            return
+            return images[: len(labels)]
         tiles = torch.zeros(len(labels), *self.data.image_shape, dtype=torch.uint8)
         seen: Counter[int] = Counter()
         for i, label in enumerate(labels):
-            matches = (self.data.labels == label).nonzero().flatten()
+            matches = (self.data.labels.cpu() == label).nonzero().flatten()
             if len(matches):  # a class missing from a --limit'ed dataset stays blank
                 tiles[i] = images[int(matches[seen[label] % len(matches)])]
             seen[label] += 1
-        save_grid(tiles, self.run.reals, self.grid_nrow, self._row_labels())
+        return tiles
+
+    def _write_reals(self) -> None:
+        save_grid(self._real_tiles(), self.run.reals, self.grid_nrow, self._row_labels())
+
+    # ------------------------------------------------------------------ warnings
+
+    def _warn(self, text: str) -> None:
+        """Tell the user, and keep it in metrics.jsonl."""
+        self._reporter.note(f"warning: {text}")
+        record = {"kind": "warning", "epoch": self.epoch + 1, "step": self.step, "message": text}
+        with open(self.run.metrics, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def _check_d_wins(self, record: dict[str, Any]) -> None:
+        if not self.objective.probabilistic:
+            return  # a critic's raw scores have no "near zero"
+        self._d_wins_windows = self._d_wins_windows + 1 if record["d_fake"] < D_WINS_BELOW else 0
+        if self._d_wins_windows == D_WINS_WINDOWS:
+            self._warn(
+                f"D(G(z)) has stayed below {D_WINS_BELOW} for {D_WINS_WINDOWS} log intervals "
+                f"(to step {self.step}): D wins outright and G learns little. Try a lower "
+                "optim.lr_d, objective.real_label=0.9 or model.spectral_norm=true"
+            )
+
+    def _check_variety(self, fakes: torch.Tensor) -> None:
+        """Warn when the fixed-noise samples vary far less than real images do (mode collapse)."""
+        if self._real_variety is None:
+            self._real_variety = _variety(self._real_tiles(), self.fixed_labels)
+        if self._real_variety <= 0:
+            return
+        ratio = _variety(fakes, self.fixed_labels) / self._real_variety
+        # An untrained G makes near-identical images too: only a fall in variety is collapse.
+        self._best_variety = max(self._best_variety, ratio)
+        if ratio < COLLAPSE_RATIO and ratio < self._best_variety / 2:
+            self._warn(
+                f"epoch {self.epoch} samples vary only {ratio:.0%} as much as real images "
+                f"(down from {self._best_variety:.0%}): G may be collapsing onto a few modes. "
+                "Try a lower optim.lr_g, training.ema or objective.loss=wgan-gp"
+            )
 
     def _truncate_metrics(self) -> None:
         """Drop metrics written after the checkpoint, so a resume never duplicates steps."""
