@@ -128,17 +128,8 @@ def train(
 ) -> None:
     """Train a GAN from a preset; writes a run directory with samples, metrics and checkpoints."""
     from gancli.engine.config import config_to_dict, config_to_yaml, load_config, resolve_preset
-    from gancli.engine.trainer import RuntimeOptions, Trainer
 
     with cli_errors():
-        options = RuntimeOptions(
-            data_dir=str(data_dir) if data_dir else None,
-            out=str(out) if out else None,
-            name=name,
-            device=device,
-            threads=threads,
-            deterministic=deterministic,
-        )
         if resume is not None:
             others = {
                 "--preset": preset,
@@ -157,7 +148,6 @@ def train(
                 )
             if dry_run:
                 raise ConfigError("--dry-run does not apply to --resume")
-            trainer = Trainer.resume(resume, options, epochs=epochs)
         else:
             flags = {
                 "training.epochs": epochs,
@@ -173,6 +163,20 @@ def train(
                 elif not quiet:
                     sys.stdout.write(config_to_yaml(config))
                 return
+        # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
+        from gancli.engine.trainer import RuntimeOptions, Trainer
+
+        options = RuntimeOptions(
+            data_dir=str(data_dir) if data_dir else None,
+            out=str(out) if out else None,
+            name=name,
+            device=device,
+            threads=threads,
+            deterministic=deterministic,
+        )
+        if resume is not None:
+            trainer = Trainer.resume(resume, options, epochs=epochs)
+        else:
             preset_name = resolve_preset(preset).stem if preset else "custom"
             trainer = Trainer.new(config, options, preset_name=preset_name)
         console = ui.make_console(json_out)

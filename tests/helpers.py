@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -26,3 +28,22 @@ def make_mnist_root(root: Path, n: int = 20, gz: bool = True) -> Path:
         else:
             (raw / stem).write_bytes(data)
     return root
+
+
+def weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every tensor that training changes: G, D, EMA and both optimisers' state."""
+    flat = {f"g.{k}": v for k, v in state["generator"].items()}
+    flat.update({f"d.{k}": v for k, v in state["discriminator"].items()})
+    if state["ema"] is not None:
+        flat.update({f"ema.{k}": v for k, v in state["ema"].items()})
+    for name in ("opt_g", "opt_d"):
+        for pid, slots in state[name]["state"].items():
+            flat.update({f"{name}.{pid}.{k}": v for k, v in slots.items()})
+    return flat
+
+
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    wa, wb = weights(a), weights(b)
+    if wa.keys() != wb.keys():
+        return sorted(set(wa) ^ set(wb))
+    return [k for k in wa if not torch.equal(wa[k], wb[k])]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import make_mnist_root
+from helpers import differing, make_mnist_root
 from PIL import Image, ImageFont
 
 from gancli.engine import losses
@@ -110,21 +110,8 @@ def test_run_directories_are_numbered_never_reused(tmp_path: Path, data_dir: Pat
     assert (a.run.config.read_text().splitlines()[0]).startswith("# resolved config")
 
 
-def weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    flat = {f"g.{k}": v for k, v in state["generator"].items()}
-    flat.update({f"d.{k}": v for k, v in state["discriminator"].items()})
-    if state["ema"] is not None:
-        flat.update({f"ema.{k}": v for k, v in state["ema"].items()})
-    for name in ("opt_g", "opt_d"):
-        for pid, slots in state[name]["state"].items():
-            flat.update({f"{name}.{pid}.{k}": v for k, v in slots.items()})
-    return flat
-
-
 def assert_bitwise_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    different = differing(a, b)
     assert not different, f"differ after resume: {different[:5]}"
 
 

@@ -265,6 +265,9 @@ class Trainer:
             train_cfg.seed,
         )
         self.fixed_noise, self.fixed_labels = noise, labels
+        # The random state training starts from: the seeded state after building the models,
+        # or the checkpoint's. fit() restores it, so nothing run in between can shift it.
+        self._rng: dict[str, Any] = ckpt.capture_rng()
         if state is not None:
             self._load_state(state)
         self._stop_signal: int | None = None
@@ -390,7 +393,7 @@ class Trainer:
         self.step_in_epoch, self.elapsed = int(state["step_in_epoch"]), float(state["elapsed"])
         self.fixed_noise, self.fixed_labels = state["fixed_noise"], state["fixed_labels"]
         self.grid_nrow = int(state["grid_nrow"])
-        ckpt.restore_rng(state["rng"])  # last: building the models above consumed random numbers
+        self._rng = state["rng"]
 
     def save(self) -> None:
         """Checkpoint the current state; refuses to write weights that are not finite."""
@@ -435,13 +438,17 @@ class Trainer:
             reporter.note(note)
         clock = self._clock = time.perf_counter()
         self._reporter = reporter
+        ckpt.restore_rng(self._rng)
         with (
             lock_run(self.run),
             self._signals(),
             _flushing_denormals(),
             _friendly_errors(self.run),
         ):
-            last = self._run_epochs(reporter, images_per_step)
+            try:
+                last = self._run_epochs(reporter, images_per_step)
+            finally:
+                self._rng = ckpt.capture_rng()  # a later fit() carries on from here
             write_progress(self.run)
         seconds = time.perf_counter() - clock
         steps_done = self.step - start_step
