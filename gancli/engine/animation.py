@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from gancli.engine.errors import ConfigError, RunDirError
+from gancli.engine.errors import ConfigError, StorageError
 from gancli.engine.runs import RunDir
 from gancli.engine.sampling import TrainedGenerator, generate, grid_image, noise_chunks
 
@@ -66,7 +66,7 @@ def write_animation(
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise RunDirError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: float) -> None:

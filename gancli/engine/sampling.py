@@ -22,7 +22,7 @@ from torch import nn
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict
 from gancli.engine.data import to_uint8
-from gancli.engine.errors import CheckpointError, ConfigError, RunDirError
+from gancli.engine.errors import CheckpointError, ConfigError, StorageError
 from gancli.engine.models import build_models
 
 SAMPLES_PER_CLASS = 10  # columns of a conditional grid: one row per class
@@ -274,14 +274,19 @@ def write_samples(
         raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
     written = 0
     if kind == "folder":
-        out.mkdir(parents=True, exist_ok=True)
-        for images, labels in sample_batches(trained, request):
-            for image, label in zip(images, labels.tolist(), strict=True):
-                name = f"{written:06d}" + (
-                    f"_{_safe(trained.class_names[label])}" if label >= 0 else ""
-                )
-                to_pil(image).save(out / f"{name}.png")
-                written += 1
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for images, labels in sample_batches(trained, request):
+                for image, label in zip(images, labels.tolist(), strict=True):
+                    name = f"{written:06d}" + (
+                        f"_{_safe(trained.class_names[label])}" if label >= 0 else ""
+                    )
+                    to_pil(image).save(out / f"{name}.png")
+                    written += 1
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {exc.filename or out}: {exc.strerror or exc}"
+            ) from None
     else:
         shape = (request.n, *trained.image_shape)
         images_all = np.empty(shape, dtype=np.uint8)
@@ -301,7 +306,7 @@ def write_samples(
             os.replace(tmp, out)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise RunDirError(f"cannot write {out}: {exc.strerror or exc}") from None
+            raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
     return {"out": str(out), "kind": kind, "images": written}
 
 

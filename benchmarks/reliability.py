@@ -1,0 +1,137 @@
+"""Usage: python benchmarks/reliability.py [--kills 20] [--mutants 30] [--seed 0]
+
+The long versions of tests/reliability, run against the real command line, with the
+figures written to benchmarks/results/reliability.md:
+
+- kills: start a small training run, SIGKILL it at a random moment (checkpoint writes
+  included), check that a valid checkpoint survives, resume, and compare the final
+  weights bitwise with an uninterrupted run;
+- corrupt files: damaged copies of a real checkpoint, each given to `gancli inspect`;
+- malicious pickles: five kinds of code-running checkpoint through sample, animate,
+  inspect, evaluate and --resume, counting whether any code ran;
+- bad inputs: every entry of tests/reliability/bad_inputs.jsonl through `gancli train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
+
+from scenarios import (  # noqa: E402
+    MALICIOUS_KINDS,
+    MARKER,
+    clean_failure,
+    corpus,
+    corpus_args,
+    gancli,
+    kill_and_resume,
+    mutants,
+    train_to_end,
+    write_malicious,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--mutants", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reliability.md")
+    args = parser.parse_args()
+    data_dir = Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
+    os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
+    rng = random.Random(args.seed)
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+
+        started = time.perf_counter()
+        reference = train_to_end(tmp / "reference", data_dir)
+        span = time.perf_counter() - started
+        print(f"reference run: {span:.1f} s")
+
+        kills = []
+        for i in range(args.kills):
+            # Somewhere in the rest of the run, counted from its first checkpoint.
+            delay = rng.uniform(0.0, span * 0.5)
+            result = kill_and_resume(tmp / f"kill-{i:02d}", data_dir, delay, reference)
+            kills.append(result)
+            print(f"kill {i + 1:2d} after {delay:4.1f} s: {result}")
+        with_ckpt = [k for k in kills if k.had_checkpoint]
+        lines += [
+            f"- kills that landed while the run was still training: "
+            f"{sum(k.killed for k in kills)}/{len(kills)}",
+            f"- kills survived (a valid checkpoint left): "
+            f"{sum(k.survived for k in kills)}/{len(kills)}",
+            f"- resumes bitwise equal to the uninterrupted run: "
+            f"{sum(k.bitwise_equal for k in with_ckpt)}/{len(with_ckpt)} "
+            f"({len(kills) - len(with_ckpt)} kills came before the first checkpoint)",
+            f"- kills that left a half-written checkpoint behind (caught mid-write): "
+            f"{sum(k.mid_write for k in kills)}",
+        ]
+
+        good = reference.last_checkpoint.read_bytes()
+        refused = 0
+        for name, data in mutants(good, args.mutants, seed=args.seed):
+            path = tmp / "mutant.pt"
+            path.write_bytes(data)
+            result = gancli("inspect", str(path))
+            ok = clean_failure(result.returncode, result.stdout + result.stderr, "")
+            refused += ok
+            print(f"mutant {name}: {'refused' if ok else 'NOT REFUSED'}")
+        lines.append(
+            f"- corrupt checkpoints refused with one line, exit 2: {refused}/{args.mutants}"
+        )
+
+        executed = 0
+        for how in MALICIOUS_KINDS:
+            work = tmp / f"evil-{how}"
+            run = work / "run"
+            (run / "checkpoints").mkdir(parents=True)
+            evil = run / "checkpoints" / "last.pt"
+            write_malicious(evil, how, work)
+            for command in (
+                ["sample", str(evil)],
+                ["animate", str(run), "--interpolate"],
+                ["inspect", str(run)],
+                ["evaluate", str(run)],
+                ["train", "--resume", str(run)],
+            ):
+                os.chdir(work)
+                gancli(*command)
+            executed += (work / MARKER).exists()
+        os.chdir(ROOT)
+        lines.append(
+            f"- malicious checkpoints that ran code: {executed}/{len(MALICIOUS_KINDS)} "
+            "(each tried through sample, animate, inspect, evaluate and --resume)"
+        )
+
+        entries = corpus()
+
+        def check(entry: dict) -> bool:
+            result = gancli("train", *corpus_args(entry, tmp))
+            return clean_failure(result.returncode, result.stdout + result.stderr, entry["expect"])
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            clean = list(pool.map(check, entries))
+        lines.append(f"- bad inputs with a one-line error and exit 2: {sum(clean)}/{len(entries)}")
+
+    report = "\n".join(
+        [f"# Reliability figures ({time.strftime('%Y-%m-%d')}, seed {args.seed})", "", *lines, ""]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
