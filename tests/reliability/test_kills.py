@@ -83,18 +83,31 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
-def test_sigterm_checkpoints_and_exits_143(tmp_path: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_checkpoints_prints_how_to_resume_and_exits(
+    tmp_path: Path, data_dir: Path, signum: int, code: int
+) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gancli", "train", *KILL_RUN, "--epochs", "200", "--out",
-         str(tmp_path), "--name", "t", "--data-dir", str(data_dir)],
+         str(tmp_path), "--name", "t", "--data-dir", str(data_dir), "--set",
+         "training.log_every=2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     metrics = tmp_path / "t-001" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
-    assert "gancli train --resume" in stderr and "Traceback" not in stderr
-    assert load_checkpoint(tmp_path / "t-001" / "checkpoints" / "last.pt")["step"] > 0
+    assert proc.returncode == code, stderr
+    assert f"gancli train --resume {tmp_path / 't-001'}" in stderr and "Traceback" not in stderr
+    state = load_checkpoint(tmp_path / "t-001" / "checkpoints" / "last.pt")
+    assert 0 < state["step"] < 200 * 10
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gancli", "train", "--resume", str(tmp_path / "t-001"),
+         "--epochs", str(state["epoch"] + 1), "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_checkpoint(tmp_path / "t-001" / "checkpoints" / "last.pt")
+    assert final["epoch"] == state["epoch"] + 1
