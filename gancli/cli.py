@@ -164,7 +164,8 @@ def train(
                     sys.stdout.write(config_to_yaml(config))
                 return
         # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
-        from gancli.engine.trainer import RuntimeOptions, Trainer
+        from gancli.engine.runtime import RuntimeOptions
+        from gancli.engine.trainer import Trainer
 
         options = RuntimeOptions(
             data_dir=str(data_dir) if data_dir else None,
@@ -250,8 +251,8 @@ def sample(
 ) -> None:
     """Generate images from a trained run, without retraining."""
     from gancli.engine.runs import next_free_path, resolve_checkpoint, runs_root
+    from gancli.engine.runtime import resolve_device
     from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
-    from gancli.engine.trainer import resolve_device
 
     with cli_errors():
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))

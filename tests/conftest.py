@@ -39,7 +39,8 @@ def data_dir() -> Path:
 def trained_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
     """Tiny finished runs to sample, animate and inspect: conditional, EMA, 3 epochs."""
     from gancli.engine.config import load_config
-    from gancli.engine.trainer import RuntimeOptions, Trainer
+    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained")
     options = RuntimeOptions(data_dir=str(data_dir), out=str(root), device="cpu")

@@ -19,8 +19,9 @@ from gancli.engine.config import load_config
 from gancli.engine.data import FASHION_CLASSES
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
 from gancli.engine.plots import read_metrics
+from gancli.engine.runtime import RuntimeOptions
 from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, sample_batches
-from gancli.engine.trainer import Interrupted, NullReporter, RuntimeOptions, Trainer
+from gancli.engine.trainer import Interrupted, NullReporter, Trainer
 
 PRESETS = [
     "gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist",

@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import random
 import shutil
 import signal
 import time
@@ -22,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -41,31 +38,23 @@ from gancli.engine.errors import (
     CheckpointError,
     ConfigError,
     GancliError,
-    StorageError,
     TrainingError,
 )
+from gancli.engine.health import HealthMonitor
 from gancli.engine.losses import build_objective
 from gancli.engine.models import build_models, has_batch_norm, has_convolutions
 from gancli.engine.plots import plot_losses, read_metrics
 from gancli.engine.runs import RunDir, lock_run, runs_root
+from gancli.engine.runtime import (
+    RuntimeOptions,
+    flushing_denormals,
+    friendly_errors,
+    prepare,
+    seed_everything,
+)
 from gancli.engine.sampling import fixed_inputs, generate, save_grid
 
 LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")
-D_WINS_BELOW = 0.02  # D(G(z)) under this ...
-D_WINS_WINDOWS = 3  # ... for this many log intervals in a row earns a warning
-COLLAPSE_RATIO = 0.25  # samples varying less than this fraction of real images: a warning
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Where and how to run; none of it changes what is learnt, so none of it is in the config."""
-
-    data_dir: str | None = None  # data root to search first
-    out: str | None = None  # runs root (default: $GANCLI_RUNS_DIR or ./runs)
-    name: str | None = None  # run name prefix (default: the preset's name)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int | None = None  # CPU threads for torch; None keeps torch's default (physical cores)
-    deterministic: bool = False  # PyTorch's deterministic algorithms only (matters on CUDA)
 
 
 class Reporter(Protocol):
@@ -102,51 +91,6 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(spec: str) -> torch.device:
-    """'auto' -> the best available device; anything else is checked before it is used."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: CUDA is not available here; use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError("--device mps: MPS is not available here; use --device cpu or auto")
-    elif device.type != "cpu":
-        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def _prepare(options: RuntimeOptions) -> torch.device:
-    """The device to train on, with the thread count and determinism asked for."""
-    device = resolve_device(options.device)
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    if options.deterministic:
-        # cuBLAS needs a fixed workspace to be deterministic; set before any CUDA work.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    return device
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _make_optimizer(
     config: Config, params: Iterator[nn.Parameter], lr: float
 ) -> torch.optim.Optimizer:
@@ -178,48 +122,6 @@ def _check_same_run(run: RunDir, checkpoint: Path, config: Config) -> None:
                 )
 
 
-def _variety(images: torch.Tensor, groups: torch.Tensor) -> float:
-    """Mean per-pixel standard deviation within each group (class) of images, in [0, 0.5]."""
-    pixels = images.float().flatten(1) / 255.0
-    spreads = [
-        pixels[groups == g].std(0).mean() for g in groups.unique() if (groups == g).sum() > 1
-    ]
-    return float(torch.stack(spreads).mean()) if spreads else 0.0
-
-
-@contextmanager
-def _friendly_errors(run: RunDir) -> Iterator[None]:
-    """Failed writes and missing deterministic kernels -> one-line errors."""
-    try:
-        yield
-    except OSError as exc:
-        where = exc.filename or run.path
-        raise StorageError(
-            f"cannot write {where}: {exc.strerror or exc}; the last good checkpoint in "
-            f"{run.checkpoints} is intact"
-        ) from None
-    except RuntimeError as exc:
-        if "deterministic" not in str(exc):
-            raise
-        first = str(exc).strip().splitlines()[0]
-        raise TrainingError(f"--deterministic: {first}") from None
-
-
-@contextmanager
-def _flushing_denormals() -> Iterator[None]:
-    """Treat denormal floats as zero while training, then restore the caller's setting.
-
-    Denormals appear as weights and gradients shrink and are very slow on x86 CPUs
-    (about 10% of a DCGAN step here). The flag is process-wide, hence the restore.
-    """
-    was_flushing = (torch.tensor([1e-40]) * 1.0).item() == 0.0
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_flushing)
-
-
 class Trainer:
     def __init__(
         self,
@@ -238,7 +140,7 @@ class Trainer:
                 f"has only {len(data)}; lower the batch size or raise data.limit"
             )
         if state is None:
-            _seed_everything(train_cfg.seed)
+            seed_everything(train_cfg.seed)
         generator, discriminator = build_models(model_cfg, data.image_shape, data.num_classes)
         # Convolutions run markedly faster on channels-last tensors (about 1.4x for DCGAN on
         # a 2-core CPU); fully connected models have nothing to gain.
@@ -270,14 +172,14 @@ class Trainer:
         self._rng: dict[str, Any] = ckpt.capture_rng()
         if state is not None:
             self._load_state(state)
+        self.health = HealthMonitor(
+            self.objective.probabilistic, self._real_tiles(), self.fixed_labels
+        )
         self._stop_signal: int | None = None
         self._last_is_good = False  # last.pt is known to be a valid checkpoint
         self.notes: list[str] = list(data.notes)  # told to the user when training starts
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
         self._reporter: Reporter = NullReporter()
-        self._d_wins_windows = 0  # consecutive log windows with D(G(z)) near 0
-        self._real_variety: float | None = None  # sample variety of real images, for collapse
-        self._best_variety = 0.0  # highest sample/real variety ratio seen in this process
 
     # ------------------------------------------------------------------ construction
 
@@ -289,7 +191,7 @@ class Trainer:
         preset_name: str = "custom",
     ) -> Trainer:
         """Load data, create the run directory, write config.yaml and reals.png."""
-        device = _prepare(options)
+        device = prepare(options)
         data = load_dataset(config.data, options.data_dir, device=device)
         root = runs_root(options.out)
         run = RunDir.create(root, options.name or preset_name)
@@ -325,7 +227,7 @@ class Trainer:
                 f"--epochs {config.training.epochs}: the run has already done "
                 f"{state['epoch']} epochs"
             )
-        device = _prepare(options)
+        device = prepare(options)
         data_dir = options.data_dir
         source = Path(str(state.get("data", {}).get("source", "")))
         if data_dir is None and source.name == "raw":
@@ -442,8 +344,8 @@ class Trainer:
         with (
             lock_run(self.run),
             self._signals(),
-            _flushing_denormals(),
-            _friendly_errors(self.run),
+            flushing_denormals(),
+            friendly_errors(self.run),
         ):
             try:
                 last = self._run_epochs(reporter, images_per_step)
@@ -597,7 +499,7 @@ class Trainer:
         with open(self.run.metrics, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if kind == "step":
-            self._check_d_wins(record)
+            self._warn(self.health.after_log(record))
         return record
 
     def _wall(self) -> float:
@@ -608,7 +510,7 @@ class Trainer:
         sampler = self.ema if self.ema is not None else self.generator
         images = generate(sampler, self.fixed_noise, self.fixed_labels)
         save_grid(images, self.run.epoch_grid(self.epoch), self.grid_nrow, self._row_labels())
-        self._check_variety(images)
+        self._warn(self.health.after_epoch(self.epoch, images))
         self.save()
         plot_losses(read_metrics(self.run.metrics), self.run.losses_plot)
 
@@ -635,39 +537,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ warnings
 
-    def _warn(self, text: str) -> None:
+    def _warn(self, text: str | None) -> None:
         """Tell the user, and keep it in metrics.jsonl."""
+        if text is None:
+            return
         self._reporter.note(f"warning: {text}")
         record = {"kind": "warning", "epoch": self.epoch + 1, "step": self.step, "message": text}
         with open(self.run.metrics, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-
-    def _check_d_wins(self, record: dict[str, Any]) -> None:
-        if not self.objective.probabilistic:
-            return  # a critic's raw scores have no "near zero"
-        self._d_wins_windows = self._d_wins_windows + 1 if record["d_fake"] < D_WINS_BELOW else 0
-        if self._d_wins_windows == D_WINS_WINDOWS:
-            self._warn(
-                f"D(G(z)) has stayed below {D_WINS_BELOW} for {D_WINS_WINDOWS} log intervals "
-                f"(to step {self.step}): D wins outright and G learns little. Try a lower "
-                "optim.lr_d, objective.real_label=0.9 or model.spectral_norm=true"
-            )
-
-    def _check_variety(self, fakes: torch.Tensor) -> None:
-        """Warn when the fixed-noise samples vary far less than real images do (mode collapse)."""
-        if self._real_variety is None:
-            self._real_variety = _variety(self._real_tiles(), self.fixed_labels)
-        if self._real_variety <= 0:
-            return
-        ratio = _variety(fakes, self.fixed_labels) / self._real_variety
-        # An untrained G makes near-identical images too: only a fall in variety is collapse.
-        self._best_variety = max(self._best_variety, ratio)
-        if ratio < COLLAPSE_RATIO and ratio < self._best_variety / 2:
-            self._warn(
-                f"epoch {self.epoch} samples vary only {ratio:.0%} as much as real images "
-                f"(down from {self._best_variety:.0%}): G may be collapsing onto a few modes. "
-                "Try a lower optim.lr_g, training.ema or objective.loss=wgan-gp"
-            )
 
     def _truncate_metrics(self) -> None:
         """Drop metrics written after the checkpoint, so a resume never duplicates steps."""

@@ -46,7 +46,8 @@ def test_a_kill_between_the_renames_leaves_previous(tmp_path: Path, reference: R
 def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
     tmp_path: Path, data_dir: Path, reference: RunDir
 ) -> None:
-    from gancli.engine.trainer import RuntimeOptions, Trainer
+    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.trainer import Trainer
 
     run = RunDir(tmp_path / "k-001")
     run.checkpoints.mkdir(parents=True)
@@ -70,7 +71,8 @@ def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
     from gancli.engine.config import load_config
-    from gancli.engine.trainer import RuntimeOptions, Trainer
+    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.trainer import Trainer
 
     config = load_config("gan-mnist", [], {"data.limit": 256, "training.batch_size": 32})
     trainer = Trainer.new(config, RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path)))

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from gancli.cli import app
 from gancli.engine.config import load_config
 from gancli.engine.plots import read_metrics
-from gancli.engine.trainer import NullReporter, RuntimeOptions, Trainer
+from gancli.engine.runtime import RuntimeOptions
+from gancli.engine.trainer import NullReporter, Trainer
 
 TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
 
@@ -44,10 +45,11 @@ def test_warns_when_samples_collapse(tmp_path: Path, data_dir: Path) -> None:
     reporter = Notes()
     trainer._reporter = reporter
     varied = trainer._real_tiles()
-    trainer._check_variety(varied)  # as varied as real images: fine
-    collapsed = varied[:1].expand_as(varied).clone()
-    trainer._check_variety(collapsed)  # every sample the same image
+    assert trainer.health.after_epoch(1, varied) is None  # as varied as real images: fine
+    collapsed = varied[:1].expand_as(varied).clone()  # every sample the same image
+    trainer._warn(trainer.health.after_epoch(2, collapsed))
     assert len(reporter.notes) == 1 and "collapsing" in reporter.notes[0]
+    assert "epoch 2 samples vary only 0%" in reporter.notes[0]
 
 
 def test_no_false_alarms_in_a_normal_run(tmp_path: Path, data_dir: Path) -> None:

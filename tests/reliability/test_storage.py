@@ -17,7 +17,8 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import load_config
 from gancli.engine.errors import RunDirError, StorageError
 from gancli.engine.runs import RunDir, lock_run
-from gancli.engine.trainer import RuntimeOptions, Trainer
+from gancli.engine.runtime import RuntimeOptions
+from gancli.engine.trainer import Trainer
 
 runner = CliRunner()
 TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
