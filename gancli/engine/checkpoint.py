@@ -94,10 +94,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def newest_valid(paths: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:
-    """The loadable checkpoint with the most steps among `paths`, and why others were skipped."""
+    """The loadable checkpoint with the most steps among `paths`, and why others were skipped.
+
+    `paths[0]` is the one written last (last.pt): when it loads, nothing can be newer.
+    """
     best: tuple[Path, dict[str, Any]] | None = None
     problems = []
-    for path in paths:
+    for i, path in enumerate(paths):
         if not path.is_file():
             continue
         try:
@@ -105,6 +108,8 @@ def newest_valid(paths: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:
         except CheckpointError as exc:
             problems.append(str(exc))
             continue
+        if i == 0:
+            return path, state, problems
         if best is None or int(state["step"]) > int(best[1]["step"]):
             best = (path, state)
     if best is None:

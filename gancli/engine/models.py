@@ -43,9 +43,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = z.flatten(1)
-        if self.num_classes:
-            z = torch.cat([z, _one_hot(labels, self.num_classes, z)], dim=1)
+        z = _with_label(z.flatten(1), labels, self.num_classes)
         return self.net(z).view(-1, *self.image_shape)
 
 
@@ -68,9 +66,7 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = x.flatten(1)
-        if self.num_classes:
-            x = torch.cat([x, _one_hot(labels, self.num_classes, x)], dim=1)
+        x = _with_label(x.flatten(1), labels, self.num_classes)
         return self.net(x).view(-1)
 
 
@@ -108,9 +104,7 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = z.flatten(1)
-        if self.num_classes:
-            z = torch.cat([z, _one_hot(labels, self.num_classes, z)], dim=1)
+        z = _with_label(z.flatten(1), labels, self.num_classes)
         return self.net(z[:, :, None, None])
 
 
@@ -221,6 +215,15 @@ def _one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) 
     if labels.is_floating_point():
         return labels.to(like.dtype)
     return F.one_hot(labels, num_classes).to(like.dtype)
+
+
+def _with_label(
+    vectors: torch.Tensor, labels: torch.Tensor | None, num_classes: int
+) -> torch.Tensor:
+    """Flat inputs (N, F) with the one-hot label joined on; unchanged when unconditional."""
+    if not num_classes:
+        return vectors
+    return torch.cat([vectors, _one_hot(labels, num_classes, vectors)], dim=1)
 
 
 def _scaled(width: int, multiplier: float) -> int:

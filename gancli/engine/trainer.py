@@ -172,9 +172,8 @@ class Trainer:
         self._rng: dict[str, Any] = ckpt.capture_rng()
         if state is not None:
             self._load_state(state)
-        self.health = HealthMonitor(
-            self.objective.probabilistic, self._real_tiles(), self.fixed_labels
-        )
+        self.reals = self._real_tiles()  # real images laid out like the epoch grids
+        self.health = HealthMonitor(self.objective.probabilistic, self.reals, self.fixed_labels)
         self._stop_signal: int | None = None
         self._last_is_good = False  # last.pt is known to be a valid checkpoint
         self.notes: list[str] = list(data.notes)  # told to the user when training starts
@@ -533,7 +532,7 @@ class Trainer:
         return tiles
 
     def _write_reals(self) -> None:
-        save_grid(self._real_tiles(), self.run.reals, self.grid_nrow, self._row_labels())
+        save_grid(self.reals, self.run.reals, self.grid_nrow, self._row_labels())
 
     # ------------------------------------------------------------------ warnings
 

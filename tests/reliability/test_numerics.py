@@ -44,7 +44,7 @@ def test_warns_when_samples_collapse(tmp_path: Path, data_dir: Path) -> None:
     trainer = new(tmp_path, data_dir)
     reporter = Notes()
     trainer._reporter = reporter
-    varied = trainer._real_tiles()
+    varied = trainer.reals
     assert trainer.health.after_epoch(1, varied) is None  # as varied as real images: fine
     collapsed = varied[:1].expand_as(varied).clone()  # every sample the same image
     trainer._warn(trainer.health.after_epoch(2, collapsed))
