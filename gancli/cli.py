@@ -6,6 +6,7 @@ The command line: parse options, call one engine function, print. No training ma
 from __future__ import annotations
 
 import dataclasses
+import enum
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import typer
 
 import gancli
 from gancli import ui
-from gancli.engine.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, GancliError
+from gancli.engine.errors import EXIT_INTERRUPTED, ConfigError, GancliError
 
 app = typer.Typer(
     name="gancli",
@@ -37,13 +38,20 @@ RunsOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 
 
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Engine errors -> one line on stderr and their exit code; Ctrl-C -> 130."""
     try:
         yield
     except GancliError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        if not exc.quiet:  # quiet: rank 0 of a distributed run prints it
+            typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -71,7 +79,9 @@ def main(
 @app.command(
     epilog="Examples:  gancli train --preset dcgan-mnist --epochs 5 --data-dir data  |  "
     "gancli train --preset wgan-gp-mnist --set optim.lr_g=5e-5  |  "
-    "gancli train --resume runs/dcgan-mnist-001 --epochs 10"
+    "gancli train --resume runs/dcgan-mnist-001 --epochs 10  |  "
+    "torchrun --nproc-per-node 2 -m gancli train --preset dcgan-mnist (one process per GPU "
+    "or per CPU share; --batch-size is the global batch)"
 )
 def train(
     preset: Annotated[
@@ -95,6 +105,10 @@ def train(
     save_every: Annotated[
         int | None, typer.Option(help="Also keep checkpoints/epoch_NNNN.pt every K epochs.")
     ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Every K epochs: FID and class coverage into metrics.jsonl."),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -107,8 +121,36 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run name (default: the preset's).")] = None,
     device: DeviceOpt = "auto",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads (default: physical cores).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads per process (default: the physical cores, shared out among "
+            "the processes torchrun starts on this machine).",
+        ),
     ] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="Arithmetic of the forward passes: fp32, or bf16/fp16 autocast (mixed "
+            "precision; fp16 adds loss scaling). fp32 on CUDA uses TF32 tensor cores. "
+            "On a CPU, bf16 is fast only with AVX512-BF16 or AMX, and fp16 is very slow.",
+        ),
+    ] = Precision.fp32,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile G and D: faster steps after a compile of tens of seconds.",
+        ),
+    ] = False,
+    sync_bn: Annotated[
+        bool,
+        typer.Option(
+            "--sync-bn",
+            help="Under torchrun on GPUs: batch-norm statistics over the global batch "
+            "(default: each process normalises over its own share).",
+        ),
+    ] = False,
     deterministic: Annotated[
         bool,
         typer.Option(
@@ -138,13 +180,15 @@ def train(
                 "--seed": seed,
                 "--limit": limit,
                 "--save-every": save_every,
+                "--eval-every": eval_every,
                 "--name": name,
             }
             given = [flag for flag, value in others.items() if value not in (None, [])]
             if given:
                 raise ConfigError(
                     f"--resume continues a run with its own config; drop {', '.join(given)} "
-                    "(only --epochs, --device, --threads, --deterministic and --data-dir apply)"
+                    "(only --epochs, --device, --threads, --deterministic, --precision, "
+                    "--compile, --sync-bn and --data-dir apply)"
                 )
             if dry_run:
                 raise ConfigError("--dry-run does not apply to --resume")
@@ -155,6 +199,7 @@ def train(
                 "training.seed": seed,
                 "data.limit": limit,
                 "training.save_every": save_every,
+                "training.eval_every": eval_every,
             }
             config = load_config(preset, overrides or [], flags)
             if dry_run:
@@ -164,6 +209,7 @@ def train(
                     sys.stdout.write(config_to_yaml(config))
                 return
         # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
+        from gancli.engine import distributed
         from gancli.engine.runtime import RuntimeOptions
         from gancli.engine.trainer import Trainer
 
@@ -174,18 +220,24 @@ def train(
             device=device,
             threads=threads,
             deterministic=deterministic,
+            precision=precision.value,
+            compile=compile_,
+            sync_bn=sync_bn,
         )
-        if resume is not None:
-            trainer = Trainer.resume(resume, options, epochs=epochs)
-        else:
-            preset_name = resolve_preset(preset).stem if preset else "custom"
-            trainer = Trainer.new(config, options, preset_name=preset_name)
-        console = ui.make_console(json_out)
-        reporter = ui.make_reporter(console, quiet)
-        try:
-            result = trainer.fit(reporter)
-        finally:
-            reporter.close()
+        with distributed.session():  # under torchrun: join the ranks, leave them at the end
+            if resume is not None:
+                trainer = Trainer.resume(resume, options, epochs=epochs)
+            else:
+                preset_name = resolve_preset(preset).stem if preset else "custom"
+                trainer = Trainer.new(config, options, preset_name=preset_name)
+            console = ui.make_console(json_out)
+            reporter = ui.make_reporter(console, quiet)
+            try:
+                result = trainer.fit(reporter)
+            finally:
+                reporter.close()
+    if not trainer.is_main:
+        return  # rank 0 reports for all
     if json_out:
         ui.print_json(dataclasses.asdict(result))
     elif not quiet:
@@ -360,10 +412,131 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
         ui.render_presets(found, ui.make_console(False))
 
 
-@app.command(epilog="Example:  gancli evaluate runs/cgan-mnist-001 -n 10000")
+@app.command(
+    epilog="Examples:  gancli evaluate runs/cgan-mnist-001  |  "
+    "gancli evaluate runs/x/checkpoints/epoch_0005.pt -n 2000 --json  |  "
+    "gancli evaluate --train-evaluator mnist --out mnist.pt"
+)
 def evaluate(
-    path: Annotated[str | None, typer.Argument(help="Run directory or checkpoint.")] = None,
+    path: Annotated[
+        str | None,
+        typer.Argument(help="Run directory or checkpoint (default: the latest run)."),
+    ] = None,
+    num: Annotated[
+        int, typer.Option("--num", "-n", min=1, help="Samples to score (and real images).")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the noise and real subset.")] = 0,
+    ema: Annotated[
+        bool | None,
+        typer.Option("--ema/--no-ema", help="Score the EMA generator (default: if kept)."),
+    ] = None,
+    extractor: Annotated[
+        str,
+        typer.Option(
+            help="Features for FID, KID, IS, precision/recall: evaluator (the dataset's "
+            "shipped CNN) or inception (torchvision's Inception-v3; needs its weights)."
+        ),
+    ] = "evaluator",
+    floor: Annotated[
+        bool,
+        typer.Option("--floor/--no-floor", help="Also score real training images (the floor)."),
+    ] = True,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    train_evaluator: Annotated[
+        str | None,
+        typer.Option(
+            "--train-evaluator",
+            metavar="DATASET",
+            help="Instead: train DATASET's evaluator CNN (seeded) and write it to --out.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="With --train-evaluator: the file to write.")
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --train-evaluator: epochs (default: the recipe's)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data root to search first for the real images.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    runs: RunsOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Score a trained run with FID, KID and class metrics (not implemented yet)."""
-    typer.echo("error: gancli evaluate is not implemented yet", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    """Score a trained generator: FID, KID, IS, precision/recall, class coverage and accuracy."""
+    from gancli.engine.runtime import resolve_device
+
+    console = ui.make_console(json_out)
+
+    def log(text: str) -> None:
+        if not quiet:
+            console.print(text, soft_wrap=True)
+
+    with cli_errors():
+        if train_evaluator is not None:
+            _train_evaluator(
+                train_evaluator, out, epochs, seed, data_dir, device, log, json_out, quiet
+            )
+            return
+        from gancli.engine.evaluation import EvalRequest, append_record, check_request
+        from gancli.engine.evaluation import evaluate as score
+        from gancli.engine.runs import resolve_checkpoint, runs_root
+        from gancli.engine.sampling import load_generator
+
+        request = EvalRequest(num, seed, batch_size, extractor, floor)
+        check_request(request)
+        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
+        trained = load_generator(checkpoint, resolve_device(device), ema)
+        report = score(trained, request, str(data_dir) if data_dir else None, log)
+        if run is not None:
+            append_record(run.evaluations, report)
+            report["saved_to"] = str(run.evaluations)
+    if json_out:
+        ui.print_json(report)
+    elif not quiet:
+        ui.render_evaluation(report, console)
+
+
+def _train_evaluator(
+    dataset: str,
+    out: Path | None,
+    epochs: int | None,
+    seed: int,
+    data_dir: Path | None,
+    device: str,
+    log: Any,
+    json_out: bool,
+    quiet: bool,
+) -> None:
+    from gancli.engine.config import DataConfig
+    from gancli.engine.evaluator import train_evaluator
+    from gancli.engine.runtime import resolve_device
+
+    if out is None:
+        raise ConfigError("--train-evaluator: give the file to write with --out")
+    if out.exists():
+        raise ConfigError(f"--out {out}: already exists; choose a new file name")
+    evaluator = train_evaluator(
+        DataConfig(dataset=dataset),
+        str(data_dir) if data_dir else None,
+        out,
+        resolve_device(device),
+        epochs,
+        seed,
+        log,
+    )
+    result = {
+        "out": str(out),
+        "dataset": evaluator.dataset,
+        "heldout_accuracy": evaluator.accuracy,
+        "sha256": evaluator.sha256,
+    }
+    _emit(
+        result,
+        json_out,
+        quiet,
+        f"wrote {out}: {100 * evaluator.accuracy:.2f}% on held-out images, "
+        f"sha256 {evaluator.sha256}",
+    )

@@ -40,8 +40,14 @@ def _losses(stats: dict[str, Any]) -> str:
 
 def _start_line(info: dict[str, Any]) -> str:
     resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_step"] else ""
+    where = f"{info['device']} ({info['threads']} threads"
+    if info.get("world_size", 1) > 1:
+        kind = str(info["device"]).split(":")[0]
+        where = f"{info['world_size']} processes ({kind}, {info['threads']} threads each"
+    if info.get("precision", "fp32") != "fp32":
+        where += f", {info['precision']} autocast"
     return (
-        f"run {info['run_dir']} on {info['device']} ({info['threads']} threads), "
+        f"run {info['run_dir']} on {where}), "
         f"{info['dataset']}, {info['epochs']} epochs x {info['steps_per_epoch']} steps{resumed}"
     )
 
@@ -193,9 +199,24 @@ def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
             state = ck.get("error", "does not load")
         rows.append((f"checkpoint {ck['file']}", f"{ck['bytes'] / 2**20:.1f} MB, {state}"))
         rows.append(("  sha256", ck["sha256"]))
-    if report.get("evaluation"):
-        rows.append(("evaluation", json.dumps(report["evaluation"])[:200]))
+    evaluation = report.get("evaluation")
+    if evaluation:
+        rows.append(("last evaluation", evaluation_line(evaluation)))
     return rows
+
+
+def evaluation_line(record: dict[str, Any]) -> str:
+    """One line of an eval.json record: the model's headline figures beside the floor's."""
+    if "model" not in record:
+        return str(record.get("error", "unreadable"))
+    model, floor = record["model"], record.get("floor") or {}
+    parts = [f"FID {model['fid']:.3g}" + (f" (real floor {floor['fid']:.3g})" if floor else "")]
+    parts.append(f"coverage {model['coverage']}/{len(record.get('class_names', []))}")
+    if "precision" in model:
+        parts.append(f"precision {model['precision']:.2f} recall {model['recall']:.2f}")
+    if "accuracy" in model:
+        parts.append(f"class accuracy {100 * model['accuracy']:.1f}%")
+    return f"epoch {record['epoch']}, n={record['n']}: " + ", ".join(parts)
 
 
 def _config_lines(config: dict[str, Any]) -> list[str]:
@@ -249,3 +270,79 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         for row in _arch_rows(net):
             table.add_row(*row)
         console.print(table)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _evaluation_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(metric, model, real floor) rows of an evaluation report."""
+    model, floor = report["model"], report.get("floor") or {}
+    classes = len(report["class_names"])
+
+    def cell(scores: dict[str, Any], key: str) -> str:
+        if key not in scores:
+            return "-"
+        value = scores[key]
+        if key == "kid":
+            return f"{1000 * value:.2f} ± {1000 * scores['kid_std']:.2f}"
+        if key == "is":
+            return f"{value:.2f} ± {scores['is_std']:.2f}"
+        if key == "coverage":
+            return f"{value}/{classes}"
+        if key in ("precision", "recall", "accuracy"):
+            return f"{100 * value:.1f}%"
+        return f"{value:.3f}"
+
+    labels = {
+        "fid": "FID",
+        "kid": "KID x 1000",
+        "is": "IS (class score)",
+        "precision": "precision",
+        "recall": "recall",
+        "coverage": "classes covered",
+        "accuracy": "class accuracy",
+    }
+    return [(label, cell(model, key), cell(floor, key)) for key, label in labels.items()]
+
+
+def render_evaluation(report: dict[str, Any], console: Console) -> None:
+    """The model's figures beside the real-data floor, then what they were measured with."""
+    rows = _evaluation_rows(report)
+    model = report["model"]
+    notes = [
+        f"{report['checkpoint']} (epoch {report['epoch']}{', EMA' if report['ema'] else ''}), "
+        f"n={report['n']}, seed {report['seed']}",
+        f"features: {report['extractor']} (sha256 {report['extractor_sha256'][:12]}); "
+        f"evaluator accuracy {100 * report['evaluator_accuracy']:.2f}% on held-out images",
+        f"reference: {report['reference']}",
+    ]
+    if report.get("floor"):
+        notes.append(f"real floor: {report['floor']['source']} scored the same way")
+        ratio = model["fid"] / max(report["floor"]["fid"], 1e-12)
+        notes.append(f"FID is {ratio:.1f}x the real floor")
+    if model.get("class_shares"):
+        shares = zip(report["class_names"], model["class_shares"], strict=True)
+        notes.append("class shares: " + " ".join(f"{n}:{100 * s:.0f}%" for n, s in shares))
+    if model.get("accuracy_per_class"):
+        worst = min(model["accuracy_per_class"].items(), key=lambda kv: kv[1])
+        notes.append(f"worst class: {worst[0]} at {100 * worst[1]:.1f}%")
+    if report.get("saved_to"):
+        notes.append(f"appended to {report['saved_to']}")
+    if not console.is_terminal:
+        for metric, ours, floor in rows:
+            console.print(f"{metric:<18} {ours:>16} {floor:>16}", soft_wrap=True)
+        for note in notes:
+            console.print(note, soft_wrap=True)
+        return
+    from rich.table import Table
+
+    table = Table(title="gancli evaluate")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("real floor", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True)

@@ -210,8 +210,10 @@ def test_sample_help_shows_the_mission_example() -> None:
     assert "gancli sample --digit 7 -n 64" in invoke("sample", "--help").output
 
 
-def test_evaluate_is_not_implemented_yet() -> None:
-    assert_clean_error(invoke("evaluate"), 2, "not implemented yet")
+def test_evaluate_without_any_run_is_one_line(tmp_path: Path) -> None:
+    assert_clean_error(invoke("evaluate", "--runs", str(tmp_path)), 2, "no trained runs under")
+    result = invoke("evaluate", "--train-evaluator", "mnist")
+    assert_clean_error(result, 2, "--train-evaluator: give the file to write with --out")
 
 
 def test_version_and_module_entry_point() -> None:

@@ -86,6 +86,10 @@ class TrainingConfig:
     log_every: int = option(50, "G steps between lines in metrics.jsonl", ge=1, le=1_000_000)
     save_every: int = option(0, "epochs between kept checkpoints; 0 keeps only last.pt", ge=0)
     grid_size: int = option(64, "images in each epoch's grid (unconditional)", ge=1, le=1024)
+    eval_every: int = option(
+        0, "epochs between FID and class-coverage checks in metrics.jsonl; 0: none", ge=0
+    )
+    eval_samples: int = option(5000, "samples per check during training", ge=50, le=100_000)
 
 
 @dataclass(frozen=True)

@@ -95,17 +95,30 @@ class ImageSet:
         return int(c), int(h), int(w)
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, start: int = 0
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Full batches of one epoch, scaled to [-1, 1], in a permutation fixed by (seed, epoch).
 
         The order depends only on the seed and the epoch number, so a resumed run draws
         exactly the batches an uninterrupted one would. `start` skips batches already done.
+        With `world_size` processes, `batch_size` is the global batch and process `rank`
+        gets its contiguous slice of each one: the batches and their number do not depend
+        on how many processes share them.
         """
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} does not split over {world_size} ranks")
+        share = batch_size // world_size
         order = torch.randperm(len(self), generator=epoch_generator(seed, epoch))
         order = order.to(self.images.device)
         for i in range(start, len(self) // batch_size):
-            idx = order[i * batch_size : (i + 1) * batch_size]
+            first = i * batch_size + rank * share
+            idx = order[first : first + share]
             yield to_unit_range(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
 
 
@@ -160,9 +173,14 @@ def _find_file(raw_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def user_cache_dir() -> Path:
+def cache_home() -> Path:
+    """gancli's folder in the user cache ($XDG_CACHE_HOME or ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gancli" / "data"
+    return Path(base) / "gancli"
+
+
+def user_cache_dir() -> Path:
+    return cache_home() / "data"
 
 
 def candidate_roots(data_dir: str | Path | None) -> list[tuple[str, Path]]:

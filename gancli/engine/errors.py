@@ -16,6 +16,8 @@ class GancliError(Exception):
     """An error with a one-line, actionable message and an exit code."""
 
     exit_code = EXIT_USAGE
+    #: True when another process prints it (rank 0 of a distributed run): exit, say nothing.
+    quiet = False
 
 
 class ConfigError(GancliError):

@@ -2,7 +2,8 @@
 
 Signs that a GAN run is going wrong, turned into warnings: a discriminator that wins
 outright (D(G(z)) near 0 for a while, so G gets almost no gradient) and samples that
-lose their variety (mode collapse). Non-finite losses are errors, raised by the trainer.
+lose their variety or, with --eval-every, whole classes (mode collapse). Non-finite
+losses are errors, raised by the trainer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class HealthMonitor:
         self.real_variety = variety(reals, labels)
         self.d_wins_windows = 0  # consecutive log intervals with D(G(z)) near 0
         self.best_ratio = 0.0  # highest sample/real variety ratio seen in this process
+        self.best_coverage = 0  # most classes covered at an --eval-every check
 
     def after_log(self, record: dict[str, Any]) -> str | None:
         """A warning when D has been winning outright for D_WINS_WINDOWS log intervals."""
@@ -61,4 +63,16 @@ class HealthMonitor:
             f"epoch {epoch} samples vary only {ratio:.0%} as much as real images "
             f"(down from {self.best_ratio:.0%}): G may be collapsing onto a few modes. "
             "Try a lower optim.lr_g, training.ema or objective.loss=wgan-gp"
+        )
+
+    def after_eval(self, record: dict[str, Any], num_classes: int) -> str | None:
+        """A warning when an --eval-every check finds fewer classes covered than before."""
+        coverage = int(record["coverage"])
+        best, self.best_coverage = self.best_coverage, max(self.best_coverage, coverage)
+        if coverage >= best:
+            return None
+        return (
+            f"epoch {record['epoch']} samples cover {coverage}/{num_classes} classes, down from "
+            f"{best}: G is dropping modes. Try a lower optim.lr_g, training.ema or "
+            "objective.loss=wgan-gp"
         )

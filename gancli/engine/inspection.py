@@ -79,11 +79,11 @@ def inspect_run(run: RunDir) -> dict[str, Any]:
         raise CheckpointError("; ".join(h["error"] for h in healths) or "no checkpoints")
     _describe_state(report, max(states, key=lambda s: int(s["step"])))
     report["progress"] = {**report.get("progress", {}), **_progress(read_metrics(run.metrics))}
-    eval_path = run.path / "eval.json"
-    if eval_path.is_file():
+    if run.evaluations.is_file():
         try:
-            report["evaluation"] = json.loads(eval_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            records = json.loads(run.evaluations.read_text())
+            report["evaluation"] = records[-1] if isinstance(records, list) else records
+        except (OSError, json.JSONDecodeError, IndexError) as exc:
             report["evaluation"] = {"error": f"unreadable eval.json ({exc})"}
     report["files"] = sorted(
         str(p.relative_to(run.path)) for p in run.path.iterdir() if not p.name.startswith(".")

@@ -1,6 +1,7 @@
 """Usage: plot_losses(read_metrics(run.metrics), run.losses_plot)
 
-The loss and discriminator-output curves of a run, from its metrics.jsonl.
+The loss, discriminator-output and (with --eval-every) FID curves of a run, from its
+metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_losses(records: list[dict[str, Any]], out: Path) -> None:
-    """Two panels against G steps: both losses, and D(x) with D(G(z))."""
+    """Panels against G steps: both losses; D(x) with D(G(z)); FID and classes covered when
+    the run was trained with --eval-every."""
     steps = [r for r in records if r.get("kind") == "step"]
     if not steps:
         return
@@ -33,19 +35,31 @@ def plot_losses(records: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    evals = [r for r in records if r.get("kind") == "eval"]
+    rows = 3 if evals else 2
     x = [r["step"] for r in steps]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, axes = plt.subplots(rows, 1, figsize=(8, 3 * rows), sharex=True)
+    top, middle = axes[0], axes[1]
     top.plot(x, [r["loss_d"] for r in steps], label="loss D")
     top.plot(x, [r["loss_g"] for r in steps], label="loss G")
     top.set_ylabel("loss")
     top.legend(loc="upper right")
-    bottom.plot(x, [r["d_real"] for r in steps], label="D(x)")
-    bottom.plot(x, [r["d_fake"] for r in steps], label="D(G(z))")
-    bottom.set_ylabel("discriminator output")
-    bottom.set_xlabel("generator step")
-    bottom.legend(loc="upper right")
+    middle.plot(x, [r["d_real"] for r in steps], label="D(x)")
+    middle.plot(x, [r["d_fake"] for r in steps], label="D(G(z))")
+    middle.set_ylabel("discriminator output")
+    middle.legend(loc="upper right")
+    if evals:
+        bottom, at = axes[2], [r["step"] for r in evals]
+        bottom.plot(at, [r["fid"] for r in evals], "o-", color="tab:purple", label="FID")
+        bottom.set_yscale("log")
+        bottom.set_ylabel("FID (evaluator)")
+        coverage = bottom.twinx()
+        coverage.plot(at, [r["coverage"] for r in evals], "s--", color="tab:green")
+        coverage.set_ylabel("classes covered", color="tab:green")
+        coverage.set_ylim(bottom=0)
+    axes[-1].set_xlabel("generator step")
     for epoch in (r for r in records if r.get("kind") == "epoch"):
-        for ax in (top, bottom):
+        for ax in axes:
             ax.axvline(epoch["step"], color="0.85", linewidth=0.8, zorder=0)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

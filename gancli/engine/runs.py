@@ -71,6 +71,10 @@ class RunDir:
         return self.path / "losses.png"
 
     @property
+    def evaluations(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
     def progress_gif(self) -> Path:
         return self.path / "progress.gif"
 

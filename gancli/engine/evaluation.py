@@ -1,0 +1,243 @@
+"""Usage: report = evaluate(load_generator(checkpoint), EvalRequest(n=10_000), data_dir=None)
+
+Scoring a generator: n samples (classes balanced for conditional models) and real
+held-out images go through one extractor; the features give FID, KID, precision and
+recall, the class probabilities an Inception-Score-style score, the class histogram,
+coverage and, for conditional models, how many samples show the class asked for. The
+same figures for real training images against the held-out ones are the floor: what a
+perfect generator would get with this many samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gancli.engine import metrics
+from gancli.engine.config import Config
+from gancli.engine.data import ImageSet
+from gancli.engine.errors import ConfigError, StorageError
+from gancli.engine.evaluator import (
+    Embedding,
+    Evaluator,
+    Extractor,
+    InceptionExtractor,
+    evaluation_splits,
+    load_evaluator,
+)
+from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
+
+EXTRACTORS = ("evaluator", "inception")
+MIN_SAMPLES = 50  # below this, KID subsets and nearest-neighbour radii mean little
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    n: int = 10_000  # generated images (and at most this many real ones)
+    seed: int = 0  # noise and the real-image subset
+    batch_size: int = 500  # images per generator forward pass
+    extractor: str = "evaluator"  # evaluator | inception (FID, KID, IS, precision, recall)
+    floor: bool = True  # also score real training images against the held-out ones
+
+
+class Scorer:
+    """Held-out real images embedded once; scores any set of images against them."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        heldout: ImageSet,
+        extractor: Extractor | None = None,
+        n: int = 10_000,
+    ):
+        self.evaluator, self.extractor = evaluator, extractor or evaluator
+        self.heldout = heldout
+        reference = heldout.images[:n]
+        self.classes = evaluator.embed(reference)
+        self.reference = self.classes if extractor is None else self.extractor.embed(reference)
+        self.reference_shares = metrics.class_histogram(
+            heldout.labels[:n].cpu(), len(evaluator.class_names)
+        )
+
+    def score(
+        self,
+        images: torch.Tensor,
+        asked: torch.Tensor | None = None,
+        full: bool = True,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Metrics of uint8 images; `asked` holds the class each image should show, if any.
+
+        `full=False` gives only FID and class coverage (the cheap ones, for training).
+        """
+        classes = self.evaluator.embed(images)
+        features = classes if self.extractor is self.evaluator else self.extractor.embed(images)
+        shares = metrics.class_histogram(classes.predicted, len(self.evaluator.class_names))
+        result: dict[str, Any] = {
+            "fid": metrics.frechet_distance(self.reference.features, features.features),
+            "coverage": metrics.covered_classes(shares, self.reference_shares),
+        }
+        if full:
+            result.update(self._full(features, classes, shares, seed))
+        if asked is not None:
+            per_class = {}
+            hits = classes.predicted == asked
+            for i, name in enumerate(self.evaluator.class_names):
+                mask = asked == i
+                if mask.any():
+                    per_class[name] = round(float(hits[mask].float().mean()), 4)
+            result["accuracy"] = float(hits.float().mean())
+            result["accuracy_per_class"] = per_class
+        return result
+
+    def _full(
+        self, features: Embedding, classes: Embedding, shares: list[float], seed: int
+    ) -> dict[str, Any]:
+        kid, kid_std = metrics.kernel_distance(
+            self.reference.features, features.features, seed=seed
+        )
+        score, score_std = metrics.inception_score(features.probs)
+        precision, recall = metrics.precision_recall(self.reference.features, features.features)
+        return {
+            "kid": kid,
+            "kid_std": kid_std,
+            "is": score,
+            "is_std": score_std,
+            "precision": precision,
+            "recall": recall,
+            "class_shares": [round(s, 4) for s in shares],
+        }
+
+
+def check_request(request: EvalRequest) -> None:
+    if request.n < MIN_SAMPLES:
+        raise ConfigError(f"-n {request.n}: evaluation needs at least {MIN_SAMPLES} samples")
+    if request.extractor not in EXTRACTORS:
+        raise ConfigError(f"--extractor {request.extractor!r}: use {' or '.join(EXTRACTORS)}")
+
+
+def generated_images(
+    trained: TrainedGenerator, n: int, seed: int, batch_size: int = 500
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n uint8 samples; for a conditional model the classes in equal blocks, and those labels."""
+    classes = tuple(range(len(trained.class_names))) if trained.conditional else ()
+    request = SampleRequest(n=n, labels=classes, seed=seed, batch_size=batch_size)
+    images, labels = zip(*sample_batches(trained, request), strict=True)
+    return torch.cat(images), torch.cat(labels) if classes else None
+
+
+def evaluate(
+    trained: TrainedGenerator,
+    request: EvalRequest,
+    data_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score a trained generator (and the real-data floor) with n samples."""
+    check_request(request)
+    clock = time.perf_counter()
+    device = trained.device
+    evaluator = load_evaluator(trained.config.data, data_dir, device, log)
+    train, heldout = evaluation_splits(trained.config.data, data_dir)
+    extractor = InceptionExtractor(device) if request.extractor == "inception" else None
+    scorer = Scorer(evaluator, heldout, extractor, request.n)
+    images, asked = generated_images(trained, request.n, request.seed, request.batch_size)
+    report: dict[str, Any] = {
+        "checkpoint": str(trained.checkpoint),
+        "epoch": trained.epoch,
+        "ema": trained.uses_ema,
+        "n": request.n,
+        "seed": request.seed,
+        "extractor": scorer.extractor.name,
+        "extractor_sha256": scorer.extractor.sha256,
+        "evaluator_sha256": evaluator.sha256,
+        "evaluator_accuracy": round(evaluator.accuracy, 5),
+        "dataset": evaluator.dataset,
+        "reference": f"{heldout.name} {heldout.split} ({min(len(heldout), request.n)} images)",
+        "class_names": list(evaluator.class_names),
+        "model": scorer.score(images, asked, seed=request.seed),
+    }
+    if request.floor:
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(request.seed))
+        pick = pick[: request.n]
+        reals, labels = train.images[pick].cpu(), train.labels[pick].cpu()
+        report["floor"] = scorer.score(reals, labels, seed=request.seed)
+        report["floor"]["source"] = f"{train.name} {train.split} ({len(pick)} images)"
+    report["seconds"] = round(time.perf_counter() - clock, 2)
+    return report
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Add one evaluation to a run's eval.json (a JSON list), atomically."""
+    records: list[Any] = []
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text())
+            records = loaded if isinstance(loaded, list) else [loaded]
+        except (OSError, ValueError):
+            broken = path.with_name(f"{path.name}.unreadable")
+            os.replace(path, broken)  # keep what was there for the user to look at
+    records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class ProgressEvaluator:
+    """FID and class coverage (and accuracy, if conditional) of a generator while it trains.
+
+    The evaluator and the held-out images are loaded on the first check and kept. Every
+    check uses the same noise (training.seed) and `training.eval_samples` samples, so the
+    figures of one run compare across epochs; with fewer samples than `evaluate`'s default
+    their FID reads higher (FID is biased upwards at small n).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        data: ImageSet,
+        data_dir: str | Path | None,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.config, self.data, self.data_dir, self.log = config, data, data_dir, log
+        self.scorer: Scorer | None = None
+
+    def score(self, generator: nn.Module, epoch: int) -> dict[str, Any]:
+        device = next(generator.parameters()).device
+        n = self.config.training.eval_samples
+        if self.scorer is None:
+            evaluator = load_evaluator(self.config.data, self.data_dir, device, self.log)
+            _, heldout = evaluation_splits(self.config.data, self.data_dir)
+            self.scorer = Scorer(evaluator, heldout, n=n)
+        trained = TrainedGenerator(
+            generator,
+            self.config,
+            self.data.class_names,
+            self.data.image_shape,
+            Path(),
+            False,
+            epoch,
+        )
+        images, asked = generated_images(trained, n, self.config.training.seed)
+        result = self.scorer.score(images, asked, full=False)
+        result.pop("accuracy_per_class", None)
+        return {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+
+    def describe(self, record: dict[str, Any]) -> str:
+        classes = len(self.data.class_names)
+        line = f"epoch {record['epoch']}: FID {record['fid']:.3g}, "
+        line += f"{record['coverage']}/{classes} classes covered"
+        if "accuracy" in record:
+            line += f", class accuracy {100 * record['accuracy']:.1f}%"
+        return line + f" (n={self.config.training.eval_samples})"
