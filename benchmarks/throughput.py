@@ -1,0 +1,633 @@
+"""Usage: python benchmarks/throughput.py [--presets dcgan-mnist,wgan-mnist] [--steps 20]
+[--repeats 3] [--warmup 3] [--threads N] [--data-dir DIR] [--quick]
+
+Training throughput of gancli's loop against the same networks trained the way PyTorch
+tutorials write it, with FLOPs per training image, the share of this machine's fp32 matmul
+peak and the peak memory of a real `gancli train`. Writes benchmarks/results/throughput.md
+and throughput.json (--quick: a smoke run on five presets, written to the temp directory).
+
+Methodology:
+
+- Both loops run in one process on the same data arrays, with G and D built by
+  gancli.engine.models.build_models from the preset's config after the same seeding (the
+  script checks that the initial weights are equal), and timed in alternating windows
+  (gancli, reference, gancli, reference ...), each after its own warm-up steps, so drift in
+  the machine's load hits both alike.
+- One step is one G step: n_critic D steps then one G step. Images per step are the real
+  images D consumes, batch_size x n_critic, for both loops; images/s = images x steps / s.
+- gancli: Trainer._train_step on the real ImageSet, under the denormal flushing that
+  Trainer.fit sets, plus the per-step bookkeeping of an epoch (adding the stats to the
+  window and epoch sums, one host read of the window every training.log_every steps).
+  Left out: the metrics.jsonl line and the epoch-end grid, health check, checkpoint and plot.
+- reference: a Dataset of PIL images (converted once, at construction) with ToTensor and
+  Normalize((0.5,), (0.5,)), DataLoader(shuffle=True, drop_last=True, num_workers=0),
+  default Adam / RMSprop, the preset's objective written inline (BCEWithLogitsLoss for the
+  BCE losses), separate real and fake D passes on fake.detach(), a new z and a new G
+  forward for the G step, weight clipping or the usual autograd.grad gradient penalty.
+- FLOPs: torch.utils.flop_counter.FlopCounterMode over one step of each loop (forward and
+  backward of every matmul and convolution, all n_critic D steps and the G step; element-wise
+  ops, norms and optimiser updates are not counted). Achieved GFLOP/s is gancli's images/s
+  times its FLOPs per image; the peak is the median GFLOP/s of timed 2048x2048 fp32
+  torch.mm (2 n^3 FLOPs each) at the same thread count, measured at the start and at the
+  end of the run, the higher of the two taken (other load can only make it look lower).
+- Peak RSS: ru_maxrss of a real `python -m gancli train --preset P --epochs 1` process on
+  the full dataset, started by a small helper process (see RSS_HELPER), stopped with SIGINT
+  after its first metrics line (training.log_every steps), which makes it finish the step
+  and write a checkpoint. A full MNIST epoch per preset would take longer than the whole
+  benchmark may; the memory that matters is there from the first step: the whole split in
+  memory, both networks, optimiser state, step activations. Not in it: the epoch-end sample
+  grid and loss plot (matplotlib is imported for the plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms
+
+from gancli.engine.config import Config, list_presets, load_config
+from gancli.engine.data import ImageSet, load_dataset
+from gancli.engine.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from gancli.engine.models import build_models
+from gancli.engine.runs import RunDir
+from gancli.engine.runtime import flushing_denormals, seed_everything
+from gancli.engine.trainer import LOSS_FIELDS, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+QUICK_PRESETS = "dcgan-mnist,cgan-notmnist,gan-mnist,wgan-mnist,wgan-gp-mnist"
+TARGET_RATIO = 2.0  # gancli images/s over the reference's, on every preset
+TARGET_PEAK_SHARE = 0.60  # of the measured fp32 matmul peak, on PEAK_PRESET
+PEAK_PRESET = "dcgan-mnist"
+TARGET_RSS_MB = 1536.0  # peak resident memory of a gancli train process
+PEAK_MATMUL_SIDE = 2048
+PEAK_REPEATS = 10
+RSS_TIMEOUT_S = 600.0
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int  # timed G steps per window
+    repeats: int  # timed windows per loop
+    warmup: int  # untimed G steps before each window
+    rss_log_every: int  # steps before the RSS child is stopped
+
+
+FULL = Settings(steps=20, repeats=3, warmup=3, rss_log_every=10)
+QUICK = Settings(steps=2, repeats=2, warmup=1, rss_log_every=1)
+
+
+# --------------------------------------------------------------------------- gancli's loop
+
+
+class GancliLoop:
+    """Trainer._train_step plus the bookkeeping a real epoch does after each step."""
+
+    def __init__(self, config: Config, data: ImageSet, runs: Path, name: str):
+        self.trainer = Trainer(config, RunDir.create(runs, name), data, torch.device("cpu"))
+        self.batches = _endless_epochs(data, config.training.batch_size, config.training.seed)
+        self.window = torch.zeros(len(LOSS_FIELDS))
+        self.epoch_sum = torch.zeros(len(LOSS_FIELDS))
+        self.log_every = config.training.log_every
+        self.steps = 0
+
+    def step(self) -> None:
+        stats = self.trainer._train_step(self.batches)
+        self.window += stats
+        self.epoch_sum += stats
+        self.steps += 1
+        if self.steps % self.log_every == 0:
+            self.window.tolist()  # the loop's one host read per log line
+            self.window.zero_()
+
+    def flops(self) -> int:
+        return _count_flops(lambda: self.trainer._train_step(self.batches))
+
+    def timed(self, warmup: int, steps: int) -> float:
+        # Trainer.fit trains with denormals flushed to zero; the setting is restored after.
+        with flushing_denormals():
+            return _timed(self.step, warmup, steps)
+
+
+def _endless_epochs(data: ImageSet, batch_size: int, seed: int) -> Batches:
+    """gancli's batches, epoch after epoch, as the trainer draws them."""
+    for epoch in itertools.count():
+        yield from data.batches(batch_size, seed, epoch)
+
+
+# --------------------------------------------------------------------------- reference loop
+
+
+class TutorialImages(Dataset):
+    """The dataset as tutorials get it from torchvision: PIL images and int labels.
+
+    The PIL images are made once, here; torchvision's MNIST makes one per __getitem__,
+    which is slower still, so the reference is a little faster than the real thing.
+    """
+
+    def __init__(self, data: ImageSet):
+        arrays = data.images.permute(0, 2, 3, 1).numpy()  # N, H, W, C
+        grey = arrays.shape[3] == 1
+        self.images = [Image.fromarray(a[:, :, 0] if grey else a) for a in arrays]
+        self.labels = data.labels.tolist()
+        channels = arrays.shape[3]
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[index]), self.labels[index]
+
+
+class ReferenceLoop:
+    """The preset's G and D, objective and optimiser, trained the way tutorials write it."""
+
+    def __init__(self, config: Config, data: ImageSet):
+        self.config = config
+        seed_everything(config.training.seed)  # as Trainer does, so the weights start equal
+        self.g, self.d = build_models(config.model, data.image_shape, data.num_classes)
+        optim = config.optim
+        if optim.name == "adam":
+            betas = (optim.beta1, optim.beta2)
+            self.opt_g: torch.optim.Optimizer = torch.optim.Adam(
+                self.g.parameters(), lr=optim.lr_g, betas=betas
+            )
+            self.opt_d: torch.optim.Optimizer = torch.optim.Adam(
+                self.d.parameters(), lr=optim.lr_d, betas=betas
+            )
+        else:
+            self.opt_g = torch.optim.RMSprop(self.g.parameters(), lr=optim.lr_g)
+            self.opt_d = torch.optim.RMSprop(self.d.parameters(), lr=optim.lr_d)
+        self.loader = DataLoader(
+            TutorialImages(data),
+            batch_size=config.training.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=0,
+        )
+        self.batches = self._endless_epochs()
+        self.num_classes = data.num_classes
+        self.criterion = nn.BCEWithLogitsLoss()
+
+    def _endless_epochs(self) -> Batches:
+        while True:
+            yield from self.loader
+
+    def _fake_labels(self, n: int) -> torch.Tensor | None:
+        if not self.config.model.conditional:
+            return None
+        return torch.randint(0, self.num_classes, (n,))
+
+    def _d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        loss, real_label = self.config.objective.loss, self.config.objective.real_label
+        if loss in ("minimax", "nonsaturating"):
+            real_target = torch.full_like(d_real, real_label)
+            return self.criterion(d_real, real_target) + self.criterion(
+                d_fake, torch.zeros_like(d_fake)
+            )
+        if loss == "hinge":
+            return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        return -d_real.mean() + d_fake.mean()  # wgan-clip, wgan-gp
+
+    def _g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        loss = self.config.objective.loss
+        if loss == "nonsaturating":
+            return self.criterion(d_fake, torch.ones_like(d_fake))
+        if loss == "minimax":
+            return -self.criterion(d_fake, torch.zeros_like(d_fake))
+        return -d_fake.mean()  # wgan-clip, wgan-gp, hinge
+
+    def _gradient_penalty(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        alpha = torch.rand(real.size(0), 1, 1, 1)
+        interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        d_interpolates = self.d(interpolates, labels)
+        gradients = torch.autograd.grad(
+            outputs=d_interpolates,
+            inputs=interpolates,
+            grad_outputs=torch.ones_like(d_interpolates),
+            create_graph=True,
+            retain_graph=True,
+        )[0]
+        gradients = gradients.view(gradients.size(0), -1)
+        return ((gradients.norm(2, dim=1) - 1) ** 2).mean()
+
+    def step(self) -> None:
+        objective, z_dim = self.config.objective, self.config.model.z_dim
+        for _ in range(objective.n_critic):
+            real, labels = next(self.batches)
+            z = torch.randn(real.size(0), z_dim)
+            fake_labels = self._fake_labels(real.size(0))
+            fake = self.g(z, fake_labels)
+            d_real = self.d(real, labels)
+            d_fake = self.d(fake.detach(), fake_labels)
+            loss_d = self._d_loss(d_real, d_fake)
+            if objective.loss == "wgan-gp":
+                loss_d = loss_d + objective.gp_weight * self._gradient_penalty(
+                    real, fake.detach(), labels
+                )
+            self.opt_d.zero_grad()
+            loss_d.backward()
+            self.opt_d.step()
+            if objective.loss == "wgan-clip":
+                for p in self.d.parameters():
+                    p.data.clamp_(-objective.clip, objective.clip)
+        z = torch.randn(self.config.training.batch_size, z_dim)
+        fake_labels = self._fake_labels(z.size(0))
+        loss_g = self._g_loss(self.d(self.g(z, fake_labels), fake_labels))
+        self.opt_g.zero_grad()
+        loss_g.backward()
+        self.opt_g.step()
+
+    def flops(self) -> int:
+        return _count_flops(self.step)
+
+    def timed(self, warmup: int, steps: int) -> float:
+        return _timed(self.step, warmup, steps)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _timed(step: Callable[[], None], warmup: int, steps: int) -> float:
+    """Seconds for `steps` calls of `step`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's module tracker, which attributes FLOPs to modules.
+
+    Its module hooks break torch.autograd.grad on a leaf input (pytorch/pytorch#131753),
+    which is what the gradient penalty does; only the global total is needed here.
+    """
+
+    parents = ("Global",)
+
+    def __enter__(self) -> _GlobalOnly:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _count_flops(step: Callable[[], None]) -> int:
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def _check_same_init(trainer: Trainer, reference: ReferenceLoop) -> None:
+    pairs = ((trainer.generator, reference.g), (trainer.discriminator, reference.d))
+    for ours, theirs in pairs:
+        for (name, a), b in zip(
+            ours.state_dict().items(), theirs.state_dict().values(), strict=True
+        ):
+            if not torch.equal(a, b):
+                raise SystemExit(f"reference and gancli start from different weights: {name}")
+
+
+def matmul_peak(side: int, repeats: int) -> dict[str, Any]:
+    """Median fp32 torch.mm GFLOP/s at the current thread count, with its samples."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    out = torch.empty(side, side)
+    for _ in range(2):
+        torch.mm(a, b, out=out)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        rates.append(2 * side**3 / (time.perf_counter() - start) / 1e9)
+    return {"side": side, "gflops": statistics.median(rates), "samples": rates}
+
+
+# Runs a command, prints its peak RSS in kB and exit code. Linux carries a process's peak RSS
+# over fork and exec, so a child of this benchmark (torch and the data sets loaded) would
+# report at least the benchmark's own peak; a child of this small helper starts near zero.
+# The helper's SIGINT handler (not SIG_IGN, which exec keeps) lets the signal reach the child.
+RSS_HELPER = """
+import json, os, signal, subprocess, sys
+signal.signal(signal.SIGINT, lambda *_: None)
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def peak_rss(
+    preset: str, data_dir: Path, threads: int, log_every: int, runs: Path
+) -> dict[str, Any]:
+    """Peak RSS of a real `gancli train` process, stopped after its first metrics line."""
+    command = [
+        sys.executable, "-m", "gancli", "train", "--preset", preset, "--epochs", "1",
+        "--set", f"training.log_every={log_every}", "--threads", str(threads),
+        "--data-dir", str(data_dir), "--out", str(runs), "--name", "rss", "--quiet",
+    ]  # fmt: skip
+    runs.mkdir(parents=True)
+    errors = runs / "stderr.txt"
+    metrics = runs / "rss-001" / "metrics.jsonl"
+    started = time.perf_counter()
+    with open(errors, "w") as stderr:
+        helper = subprocess.Popen(
+            [sys.executable, "-c", RSS_HELPER, *command],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,  # its own process group, for SIGINT to both
+        )
+    stopped = False
+    try:
+        while helper.poll() is None:
+            if not stopped and _logged_steps(metrics):
+                os.killpg(helper.pid, signal.SIGINT)  # finish the step, checkpoint, exit 130
+                stopped = True
+            elif time.perf_counter() - started > RSS_TIMEOUT_S:
+                break
+            time.sleep(0.1)
+    finally:
+        if helper.poll() is None:
+            os.killpg(helper.pid, signal.SIGKILL)
+    printed = helper.communicate()[0]
+    maxrss_kb, exit_code = json.loads(printed) if printed else (0, helper.returncode)
+    if exit_code not in (EXIT_OK, EXIT_INTERRUPTED) or not _logged_steps(metrics):
+        raise SystemExit(f"{preset}: gancli train exited {exit_code}: {errors.read_text().strip()}")
+    return {
+        "mb": maxrss_kb / 1024,
+        "exit_code": exit_code,
+        "stopped_by_sigint": stopped,
+        "steps_logged": _logged_steps(metrics),
+        "seconds": time.perf_counter() - started,
+        "command": " ".join(command[1:]),
+    }
+
+
+def _logged_steps(metrics: Path) -> int:
+    """The last step in a metrics.jsonl's step records; 0 before the first one."""
+    if not metrics.is_file():
+        return 0
+    steps = [0]
+    for line in metrics.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line still being written
+        if record.get("kind") == "step":
+            steps.append(int(record["step"]))
+    return max(steps)
+
+
+# --------------------------------------------------------------------------- one preset
+
+
+def bench_preset(
+    preset: str, settings: Settings, data_dir: Path, threads: int, tmp: Path
+) -> dict[str, Any]:
+    config = load_config(preset)
+    data = load_dataset(config.data, data_dir)
+    gancli = GancliLoop(config, data, tmp / "runs", preset)
+    reference = ReferenceLoop(config, data)
+    _check_same_init(gancli.trainer, reference)
+    images_per_step = config.training.batch_size * config.objective.n_critic
+    flops = {"gancli": gancli.flops(), "reference": reference.flops()}
+
+    seconds: dict[str, list[float]] = {"gancli": [], "reference": []}
+    for _ in range(settings.repeats):
+        for name, loop in (("gancli", gancli), ("reference", reference)):
+            seconds[name].append(loop.timed(settings.warmup, settings.steps))
+    rates = {
+        name: [images_per_step * settings.steps / s for s in values]
+        for name, values in seconds.items()
+    }
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    per_image = {name: count / images_per_step for name, count in flops.items()}
+    achieved = median["gancli"] * per_image["gancli"] / 1e9
+    del gancli, reference, data
+    gc.collect()
+    rss = peak_rss(preset, data_dir, threads, settings.rss_log_every, tmp / f"rss-{preset}")
+    return {
+        "preset": preset,
+        "dataset": config.data.dataset,
+        "arch": config.model.arch,
+        "conditional": config.model.conditional,
+        "loss": config.objective.loss,
+        "n_critic": config.objective.n_critic,
+        "batch_size": config.training.batch_size,
+        "optimizer": config.optim.name,
+        "images_per_step": images_per_step,
+        "steps_per_window": settings.steps,
+        "warmup_steps": settings.warmup,
+        "seconds": seconds,
+        "images_per_second": rates,
+        "median_images_per_second": median,
+        "ratio": median["gancli"] / median["reference"],
+        "paired_ratios": [g / r for g, r in zip(rates["gancli"], rates["reference"], strict=True)],
+        "flops_per_step": flops,
+        "mflop_per_image": {name: value / 1e6 for name, value in per_image.items()},
+        "achieved_gflops": achieved,
+        "achieved_gflops_reference": median["reference"] * per_image["reference"] / 1e9,
+        "peak_rss": rss,
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    fields: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return {
+        "cpu": fields.get("model name", platform.processor() or "unknown"),
+        "logical_cpus": os.cpu_count(),
+        "cores_per_socket": fields.get("cpu cores", "?"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def _rate(values: list[float], median: float) -> str:
+    return f"{median:,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def render(report: dict[str, Any]) -> str:
+    m, start, end = report["machine"], report["peak_at_start"], report["peak_at_end"]
+    quick = " (--quick: a smoke run, not a measurement)" if report["quick"] else ""
+    lines = [
+        f"# Training throughput ({m['date']})",
+        "",
+        f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs "
+        f"({m['cores_per_socket']} cores per socket), Python {m['python']}, "
+        f"torch {m['torch']}, {report['threads']} threads",
+        f"- load average at start: {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])};"
+        f" at end: {', '.join(f'{x:.2f}' for x in report['load_average_at_end'])}",
+        f"- fp32 matmul peak: {report['peak_gflops']:.1f} GFLOP/s, the higher of the medians "
+        f"of {PEAK_REPEATS} {start['side']}x{start['side']} torch.mm at the start "
+        f"({start['gflops']:.1f}) and at the end ({end['gflops']:.1f})",
+        f"- per preset: {report['repeats']} windows per loop, alternating, of "
+        f"{report['steps']} G steps after {report['warmup']} warm-up steps; whole run "
+        f"{report['seconds']:.0f} s{quick}",
+        "- gancli: Trainer._train_step with an epoch's per-step bookkeeping and denormals "
+        "flushed, as in Trainer.fit; epoch-end grids, checkpoints and plots left out",
+        "- reference: the same G and D (same init) trained as PyTorch tutorials do: PIL "
+        "Dataset + ToTensor/Normalize, DataLoader, default Adam/RMSprop, separate real and "
+        "fake D passes, a new G forward for the G step",
+        "- images = real images D consumes per G step (batch_size x n_critic) x G steps; "
+        "img/s as median [min-max]; ratio = gancli median / reference median",
+        "- MFLOP/img: matmul and convolution FLOPs (forward + backward) of one step, per "
+        "image; GFLOP/s and % of peak are gancli's",
+        "- peak RSS: ru_maxrss of `gancli train --preset P --epochs 1` on the full dataset, "
+        "stopped by SIGINT (finish the step, write a checkpoint) after its first "
+        "metrics line; a full epoch per preset would not fit the run's time budget, so the "
+        "epoch-end grid and loss plot (matplotlib) are not in it",
+        "",
+        "| preset | gancli img/s | reference img/s | ratio | MFLOP/img gancli | "
+        "MFLOP/img reference | GFLOP/s | % of peak | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["presets"]:
+        rates, median, mflop = (
+            r["images_per_second"],
+            r["median_images_per_second"],
+            r["mflop_per_image"],
+        )
+        lines.append(
+            f"| {r['preset']} | {_rate(rates['gancli'], median['gancli'])} | "
+            f"{_rate(rates['reference'], median['reference'])} | {r['ratio']:.2f}x | "
+            f"{mflop['gancli']:.1f} | {mflop['reference']:.1f} | {r['achieved_gflops']:.1f} | "
+            f"{100 * r['peak_share']:.1f}% | {r['peak_rss']['mb']:.0f} |"
+        )
+    lines += ["", "Targets:", ""]
+    for r in report["presets"]:
+        lines.append(
+            f"- {r['preset']}: ratio {r['ratio']:.2f}x >= {TARGET_RATIO:.1f}x "
+            f"{_verdict(r['ratio'] >= TARGET_RATIO)}; peak RSS {r['peak_rss']['mb']:.0f} MB "
+            f"<= {TARGET_RSS_MB:.0f} MB {_verdict(r['peak_rss']['mb'] <= TARGET_RSS_MB)}"
+        )
+        if r["preset"] == PEAK_PRESET:
+            lines.append(
+                f"- {r['preset']}: {100 * r['peak_share']:.1f}% of fp32 peak >= "
+                f"{100 * TARGET_PEAK_SHARE:.0f}% {_verdict(r['peak_share'] >= TARGET_PEAK_SHARE)}"
+            )
+    return "\n".join([*lines, ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", help="comma-separated preset names (default: all)")
+    parser.add_argument("--steps", type=int, help=f"timed G steps per window ({FULL.steps})")
+    parser.add_argument("--repeats", type=int, help=f"timed windows per loop ({FULL.repeats})")
+    parser.add_argument("--warmup", type=int, help=f"G steps before each window ({FULL.warmup})")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(),
+        help="torch threads (default: torch's, which gancli keeps: the physical cores)",
+    )  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, help="data root (default: ../shared/data)")
+    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
+    parser.add_argument("--out", type=Path, help="Markdown report; the JSON goes beside it")
+    args = parser.parse_args()
+    base = QUICK if args.quick else FULL
+    settings = Settings(
+        steps=args.steps or base.steps,
+        repeats=args.repeats or base.repeats,
+        warmup=base.warmup if args.warmup is None else args.warmup,
+        rss_log_every=base.rss_log_every,
+    )
+    default_out = Path(tempfile.gettempdir()) if args.quick else RESULTS
+    out = args.out or default_out / "throughput.md"
+    data_dir = (
+        args.data_dir or Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
+    ).resolve()
+    os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
+    presets = args.presets or (QUICK_PRESETS if args.quick else ",".join(list_presets()))
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    for name in names:  # fail now, not after minutes of measuring
+        try:
+            load_config(name)
+        except ConfigError as exc:
+            parser.error(str(exc))
+
+    # SIGTERM as an exception, so that a stopped benchmark stops its gancli train child too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data_dir}")
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "steps": settings.steps,
+        "repeats": settings.repeats,
+        "warmup": settings.warmup,
+        "peak_at_start": matmul_peak(PEAK_MATMUL_SIDE, PEAK_REPEATS),
+        "presets": [],
+    }
+    print(f"fp32 matmul peak: {report['peak_at_start']['gflops']:.1f} GFLOP/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            result = bench_preset(name, settings, data_dir, args.threads, Path(tmp))
+            report["presets"].append(result)
+            median = result["median_images_per_second"]
+            print(
+                f"{name}: gancli {median['gancli']:,.0f} img/s, reference "
+                f"{median['reference']:,.0f} img/s ({result['ratio']:.2f}x), peak RSS "
+                f"{result['peak_rss']['mb']:.0f} MB [{time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
+    report["peak_at_end"] = matmul_peak(PEAK_MATMUL_SIDE, PEAK_REPEATS)
+    # Other load on the machine can only make the peak look lower: take the higher one.
+    report["peak_gflops"] = max(report["peak_at_start"]["gflops"], report["peak_at_end"]["gflops"])
+    for result in report["presets"]:
+        result["peak_share"] = result["achieved_gflops"] / report["peak_gflops"]
+    report["seconds"] = time.perf_counter() - started
+    report["load_average_at_end"] = os.getloadavg()
+    text = render(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(text)
+    print(f"written: {out} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
