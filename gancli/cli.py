@@ -236,7 +236,9 @@ def train(
                 result = trainer.fit(reporter)
             finally:
                 reporter.close()
-    if not trainer.is_main:
+            is_main = trainer.is_main
+            del trainer  # its DDP wrappers must go before the process group does
+    if not is_main:
         return  # rank 0 reports for all
     if json_out:
         ui.print_json(dataclasses.asdict(result))

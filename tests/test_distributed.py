@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -313,6 +314,10 @@ def _rank_worker(rank: int, port: int) -> None:
                     assert torch.allclose(a, mean, rtol=1e-4, atol=1e-6), preset
                 # The ranks' own gradients differ, so equal means are no accident.
                 assert any(not torch.equal(b, m) for b, m in zip(own_grads, means, strict=True))
+            # DDP wrappers must go before the process group does: destroying the group
+            # under a live reducer can abort the process at exit.
+            del g_ddp, d_ddp
+            gc.collect()
         # Rank 0's decisions and failures reach every rank.
         assert distributed.on_main(lambda: f"made by {distributed.current().rank}") == "made by 0"
 

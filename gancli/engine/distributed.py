@@ -168,6 +168,9 @@ def session() -> Iterator[None]:
     ranks = launched()  # errors before the group is joined still know their rank
     try:
         yield
+        # All ranks finished: leave together. A rank tearing down gloo while another is
+        # still using the group can abort the process ("terminate called ...").
+        barrier()
     except GancliError as exc:
         raise _from_rank(exc, ranks) from None
     except RuntimeError as exc:
