@@ -330,6 +330,7 @@ def render_evaluation(report: dict[str, Any], console: Console) -> None:
     if report.get("saved_to"):
         notes.append(f"appended to {report['saved_to']}")
     if not console.is_terminal:
+        console.print(f"{'metric':<18} {'model':>16} {'real floor':>16}", soft_wrap=True)
         for metric, ours, floor in rows:
             console.print(f"{metric:<18} {ours:>16} {floor:>16}", soft_wrap=True)
         for note in notes:
