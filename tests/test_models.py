@@ -14,8 +14,11 @@ from gancli.engine.models import build_models, count_parameters, dcgan_geometry,
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
 @pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 64, 64)])
-def test_shapes(arch: str, conditional: bool, shape: tuple[int, int, int]) -> None:
-    cfg = ModelConfig(arch=arch, conditional=conditional)
+@pytest.mark.parametrize("d_conditioning", ["input", "projection"])
+def test_shapes(
+    arch: str, conditional: bool, shape: tuple[int, int, int], d_conditioning: str
+) -> None:
+    cfg = ModelConfig(arch=arch, conditional=conditional, d_conditioning=d_conditioning)
     g, d = build_models(cfg, shape, num_classes=10)
     z, labels = torch.randn(4, cfg.z_dim), torch.tensor([0, 3, 7, 9])
     images = g(z, labels)
@@ -50,6 +53,37 @@ def test_conditional_inputs_widen_the_first_layers() -> None:
     out_a = g(z, torch.tensor([1, 1]))
     out_b = g(z, torch.tensor([2, 2]))
     assert not torch.allclose(out_a, out_b)  # the label changes the image
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, conditional=True, d_conditioning="projection")
+    _, d = build_models(cfg, (1, 28, 28), 10)
+    assert d.input_classes == 0  # the image goes in alone
+    d.eval()
+    x, labels = torch.randn(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    phi = d.net[:-1](x.flatten(1) if arch == "mlp" else x)
+    # D(x, y) = w . phi(x) + b + e_y . phi(x), with e_y the label's column of the embedding
+    expected = d.net[-1](phi).view(-1) + (d.embed.weight.T[labels] * phi.flatten(1)).sum(1)
+    torch.testing.assert_close(d(x, labels), expected)
+    assert not torch.allclose(d(x, labels), d(x, torch.tensor([1, 1, 1])))
+    # a soft label mixes the class scores linearly (walks between classes)
+    half = torch.full((3, 10), 0.0)
+    half[:, 2] = half[:, 5] = 0.5
+    mean = (d(x, torch.full((3,), 2)) + d(x, torch.full((3,), 5))) / 2
+    torch.testing.assert_close(d(x, half), mean)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_first_generator_layer_computed_as_a_matrix_product(bias: bool) -> None:
+    torch.manual_seed(0)
+    g, _ = build_models(ModelConfig(g_norm="none" if bias else "batch"), (1, 28, 28), 10)
+    layer = g.net[0]
+    conv = nn.ConvTranspose2d(100, layer.out_channels, 7, 1, 0, bias=bias)
+    conv.load_state_dict(layer.state_dict())  # same parameters, same checkpoint keys
+    z = torch.randn(5, 100, 1, 1)
+    torch.testing.assert_close(layer(z), conv(z))
 
 
 def test_dcgan_init_and_width_multipliers() -> None:

@@ -44,6 +44,11 @@ class DataConfig:
 class ModelConfig:
     arch: Literal["mlp", "dcgan"] = option("dcgan", "network family for G and D")
     conditional: bool = option(False, "feed class labels to G and D (conditional GAN)")
+    d_conditioning: Literal["input", "projection"] = option(
+        "input",
+        "how a conditional D sees the label: input (one-hot joined to the image) or "
+        "projection (a class embedding dotted with D's last features; Miyato & Koyama 2018)",
+    )
     z_dim: int = option(100, "length of the noise vector z", ge=1, le=4096)
     g_width: float = option(1.0, "width multiplier of the generator's layers", gt=0, le=16)
     d_width: float = option(1.0, "width multiplier of the discriminator's layers", gt=0, le=16)

@@ -53,9 +53,11 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         self.num_classes = num_classes if cfg.conditional else 0
+        projected = bool(self.num_classes) and cfg.d_conditioning == "projection"
+        self.input_classes = 0 if projected else self.num_classes
         widths = [_scaled(h, cfg.d_width) for h in MLP_D_HIDDEN]
         layers: list[nn.Module] = []
-        fan_in = math.prod(image_shape) + self.num_classes
+        fan_in = math.prod(image_shape) + self.input_classes
         for i, width in enumerate(widths):
             layers += [nn.Linear(fan_in, width)]
             if i > 0:  # never normalise the raw input layer
@@ -64,10 +66,11 @@ class MLPDiscriminator(nn.Module):
             fan_in = width
         layers += [nn.Linear(fan_in, 1)]
         self.net = nn.Sequential(*layers)
+        self.embed = nn.Linear(self.num_classes, fan_in, bias=False) if projected else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = _with_label(x.flatten(1), labels, self.num_classes)
-        return self.net(x).view(-1)
+        x = _with_label(x.flatten(1), labels, self.input_classes)
+        return _project(self.net, self.embed, x, labels, self.num_classes)
 
 
 class DCGANGenerator(nn.Module):
@@ -87,7 +90,7 @@ class DCGANGenerator(nn.Module):
         bias = cfg.g_norm != "batch"  # batch norm's shift makes a conv bias redundant
         # (z_dim + classes) x 1 x 1 -> width x base x base
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
+            ProjectNoise(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
             *_norm_2d_g(cfg.g_norm, width),
             nn.ReLU(inplace=True),
         ]
@@ -108,6 +111,22 @@ class DCGANGenerator(nn.Module):
         return self.net(z[:, :, None, None])
 
 
+class ProjectNoise(nn.ConvTranspose2d):
+    """The generator's first layer: a k x k transposed convolution of a 1 x 1 input.
+
+    On a 1 x 1 input that convolution is a matrix product, z (N, C) @ W (C, out*k*k), and
+    computing it as one is several times faster on a CPU than the convolution kernels
+    (which do not special-case it). Same parameters, same state_dict, same results.
+    """
+
+    def forward(self, z: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if z.shape[-2:] != (1, 1):
+            return super().forward(z, output_size)
+        out = torch.mm(z.flatten(1), self.weight.flatten(1))
+        out = out.view(-1, self.out_channels, *self.kernel_size)
+        return out if self.bias is None else out + self.bias[:, None, None]
+
+
 class DCGANDiscriminator(nn.Module):
     """Stride-2 convolutions down to the base size, then one base x base convolution to a logit.
 
@@ -119,10 +138,12 @@ class DCGANDiscriminator(nn.Module):
         channels, size, _ = image_shape
         base, doublings = dcgan_geometry(size)
         self.num_classes = num_classes if cfg.conditional else 0
+        projected = bool(self.num_classes) and cfg.d_conditioning == "projection"
+        self.input_classes = 0 if projected else self.num_classes
         width = _scaled(DCGAN_BASE_CHANNELS, cfg.d_width)
         # (C + classes) x size x size -> ndf x (size / 2) x (size / 2); no norm on the input layer
         layers: list[nn.Module] = [
-            nn.Conv2d(channels + self.num_classes, width, 4, 2, 1),
+            nn.Conv2d(channels + self.input_classes, width, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for _ in range(doublings - 1):
@@ -136,12 +157,14 @@ class DCGANDiscriminator(nn.Module):
         # width x base x base -> 1 x 1 x 1
         layers += [nn.Conv2d(width, 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
+        features = width * base * base
+        self.embed = nn.Linear(self.num_classes, features, bias=False) if projected else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
+        if self.input_classes:
             maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
-        return self.net(x).view(-1)
+        return _project(self.net, self.embed, x, labels, self.num_classes)
 
 
 def dcgan_geometry(size: int) -> tuple[int, int]:
@@ -224,6 +247,23 @@ def _with_label(
     if not num_classes:
         return vectors
     return torch.cat([vectors, _one_hot(labels, num_classes, vectors)], dim=1)
+
+
+def _project(
+    net: nn.Sequential,
+    embed: nn.Linear | None,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_classes: int,
+) -> torch.Tensor:
+    """D's score per sample: its last layer on its features, plus, with projection
+    conditioning, the inner product of those features with the label's embedding
+    (Miyato & Koyama 2018, eq. 3: a class-dependent last layer)."""
+    if embed is None:
+        return net(x).view(-1)
+    features = net[:-1](x)
+    score = net[-1](features).view(-1)
+    return score + (embed(_one_hot(labels, num_classes, x)) * features.flatten(1)).sum(1)
 
 
 def _scaled(width: int, multiplier: float) -> int:
