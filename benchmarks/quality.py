@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gancli.engine.checkpoint import load_checkpoint
-from gancli.engine.config import load_config
+from gancli.engine.config import Config, config_to_dict, load_config
 from gancli.engine.evaluation import EvalRequest, evaluate
 from gancli.engine.runtime import RuntimeOptions
 from gancli.engine.sampling import load_generator
@@ -45,11 +45,11 @@ def _row(scores: dict, floor_fid: float) -> list[str]:
 
 def run_preset(preset: str, args: argparse.Namespace, out: Path) -> dict:
     """Train the preset (or, with --reuse, take its finished run) and evaluate it."""
+    config = load_config(preset, [], {"training.epochs": args.epochs})
     finished = out / f"{preset}-001" / "checkpoints" / "last.pt"
-    if args.reuse and finished.is_file() and load_checkpoint(finished)["epoch"] == args.epochs:
+    if args.reuse and _trained_as(finished, config):
         checkpoint = finished
     else:
-        config = load_config(preset, [], {"training.epochs": args.epochs})
         options = RuntimeOptions(data_dir=args.data_dir, out=str(out), threads=args.threads)
         trainer = Trainer.new(config, options, preset_name=preset)
         trainer.fit()
@@ -60,6 +60,16 @@ def run_preset(preset: str, args: argparse.Namespace, out: Path) -> dict:
     report.update(preset=preset, minutes=round(minutes, 2), run=str(checkpoint.parents[1]))
     print(f"{preset}: {minutes:.1f} min, FID {report['model']['fid']:.3f}", flush=True)
     return report
+
+
+def _trained_as(checkpoint: Path, config: Config) -> bool:
+    """Whether `checkpoint` is a finished run of exactly this recipe (the description aside)."""
+    if not checkpoint.is_file():
+        return False
+    state = load_checkpoint(checkpoint)
+    saved = {k: v for k, v in state["config"].items() if k != "description"}
+    wanted = {k: v for k, v in config_to_dict(config).items() if k != "description"}
+    return bool(state["epoch"] == config.training.epochs and saved == wanted)
 
 
 def write_results(reports: list[dict], args: argparse.Namespace) -> str:

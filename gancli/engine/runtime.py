@@ -232,8 +232,11 @@ def friendly_errors(run: RunDir) -> Iterator[None]:
 def flushing_denormals() -> Iterator[None]:
     """Treat denormal floats as zero while training, then restore the caller's setting.
 
-    Denormals appear as weights and gradients shrink and are very slow on x86 CPUs
-    (about 10% of a DCGAN step here). The flag is process-wide, hence the restore.
+    Denormals appear as weights and gradients shrink and are very slow on x86 CPUs. The
+    flag lives in each thread's FPU control register: this sets the calling thread's, and
+    OpenMP worker threads copy the main thread's when they start (at the first parallel
+    op), so workers already running keep theirs. Setting it before they start made no
+    measurable difference on dcgan-mnist or wgan-mnist here (benchmarks/throughput.py).
     """
     was_flushing = (torch.tensor([1e-40]) * 1.0).item() == 0.0
     torch.set_flush_denormal(True)
