@@ -150,6 +150,8 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
         ("training: {epochs: 1\n", "invalid YAML"),
         ("description: [1]\n", "description: expected text"),
         ("objective:\n  loss: wgan-gp\nmodel:\n  d_norm: batch\n", "model.d_norm: batch norm"),
+        ("model:\n  d_dropout: 0.3\n", "model.d_dropout: only the mlp discriminator"),
+        ("model:\n  d_conditioning: both\n", "model.d_conditioning: must be one of"),
         ("!!python/object/apply:os.system ['echo pwned']\n", "invalid YAML"),
     ],
 )

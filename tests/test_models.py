@@ -124,3 +124,13 @@ def test_dcgan_geometry() -> None:
 def test_conditional_needs_classes() -> None:
     with pytest.raises(ConfigError, match="no class labels"):
         build_models(ModelConfig(conditional=True), (1, 28, 28), num_classes=1)
+
+
+def test_mlp_discriminator_dropout() -> None:
+    torch.manual_seed(0)
+    _, d = build_models(ModelConfig(arch="mlp", d_dropout=0.5), (1, 28, 28), 10)
+    assert sum(isinstance(m, nn.Dropout) for m in d.modules()) == 3  # after each hidden layer
+    x = torch.randn(8, 1, 28, 28)
+    assert not torch.equal(d(x), d(x))  # a new mask per pass while training
+    d.eval()
+    torch.testing.assert_close(d(x), d(x))

@@ -55,6 +55,9 @@ class ModelConfig:
     g_norm: Literal["batch", "none"] = option("batch", "normalisation inside G")
     d_norm: Literal["batch", "layer", "none"] = option("batch", "normalisation inside D")
     spectral_norm: bool = option(False, "spectral normalisation on D's weights")
+    d_dropout: float = option(
+        0.0, "dropout rate after each hidden layer of an mlp D (Goodfellow et al. 2014)", ge=0, lt=1
+    )
     init: Literal["dcgan", "default"] = option(
         "dcgan", "dcgan: weights N(0, 0.02); default: torch's"
     )
@@ -340,6 +343,8 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
 def _check_combinations(config: Config) -> None:
     if config.data.channels == 2:
         raise ConfigError("data.channels: must be 1 (grey) or 3 (RGB), got 2")
+    if config.model.d_dropout and config.model.arch != "mlp":
+        raise ConfigError("model.d_dropout: only the mlp discriminator has dropout; set it to 0")
     if config.objective.loss == "wgan-gp" and config.model.d_norm == "batch":
         raise ConfigError(
             "model.d_norm: batch norm mixes samples, which breaks the per-sample gradient "

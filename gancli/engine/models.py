@@ -63,6 +63,8 @@ class MLPDiscriminator(nn.Module):
             if i > 0:  # never normalise the raw input layer
                 layers += _norm_1d(cfg.d_norm, width)
             layers += [nn.LeakyReLU(0.2, inplace=True)]
+            if cfg.d_dropout:
+                layers += [nn.Dropout(cfg.d_dropout)]
             fan_in = width
         layers += [nn.Linear(fan_in, 1)]
         self.net = nn.Sequential(*layers)
