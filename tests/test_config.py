@@ -151,6 +151,7 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
         ("description: [1]\n", "description: expected text"),
         ("objective:\n  loss: wgan-gp\nmodel:\n  d_norm: batch\n", "model.d_norm: batch norm"),
         ("model:\n  d_dropout: 0.3\n", "model.d_dropout: only the mlp discriminator"),
+        ("model:\n  g_norm: class-batch\n", "model.g_norm: class-batch needs a conditional"),
         ("model:\n  d_conditioning: both\n", "model.d_conditioning: must be one of"),
         ("!!python/object/apply:os.system ['echo pwned']\n", "invalid YAML"),
     ],

@@ -134,3 +134,21 @@ def test_mlp_discriminator_dropout() -> None:
     assert not torch.equal(d(x), d(x))  # a new mask per pass while training
     d.eval()
     torch.testing.assert_close(d(x), d(x))
+
+
+def test_class_batch_norm_gives_each_class_its_scale_and_shift() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(conditional=True, g_norm="class-batch")
+    g, _ = build_models(cfg, (1, 28, 28), 10)
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(not m.affine for m in norms)  # the class supplies scale and shift
+    norm = norms[0]
+    x = torch.randn(4, norm.num_features, 7, 7)
+    one_hot = torch.eye(10)[torch.tensor([0, 0, 3, 3])]
+    plain = nn.functional.batch_norm(x, None, None, training=True)
+    expected = plain * (1 + norm.scale.weight.T[[0, 0, 3, 3], :, None, None])
+    expected = expected + norm.shift.weight.T[[0, 0, 3, 3], :, None, None]
+    torch.testing.assert_close(norm(x, one_hot), expected)
+    z = torch.randn(2, 100)
+    torch.testing.assert_close(g(z, torch.tensor([4, 4])), g(z, torch.eye(10)[[4, 4]]))
+    assert not torch.allclose(g(z, torch.tensor([4, 4])), g(z, torch.tensor([5, 5])))

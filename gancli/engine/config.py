@@ -52,7 +52,11 @@ class ModelConfig:
     z_dim: int = option(100, "length of the noise vector z", ge=1, le=4096)
     g_width: float = option(1.0, "width multiplier of the generator's layers", gt=0, le=16)
     d_width: float = option(1.0, "width multiplier of the discriminator's layers", gt=0, le=16)
-    g_norm: Literal["batch", "none"] = option("batch", "normalisation inside G")
+    g_norm: Literal["batch", "class-batch", "none"] = option(
+        "batch",
+        "normalisation inside G; class-batch: batch norm with a scale and shift per class "
+        "(conditional dcgan only; de Vries et al. 2017)",
+    )
     d_norm: Literal["batch", "layer", "none"] = option("batch", "normalisation inside D")
     spectral_norm: bool = option(False, "spectral normalisation on D's weights")
     d_dropout: float = option(
@@ -343,6 +347,13 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
 def _check_combinations(config: Config) -> None:
     if config.data.channels == 2:
         raise ConfigError("data.channels: must be 1 (grey) or 3 (RGB), got 2")
+    if config.model.g_norm == "class-batch" and not (
+        config.model.conditional and config.model.arch == "dcgan"
+    ):
+        raise ConfigError(
+            "model.g_norm: class-batch needs a conditional dcgan (model.conditional: true, "
+            "model.arch: dcgan); use batch"
+        )
     if config.model.d_dropout and config.model.arch != "mlp":
         raise ConfigError("model.d_dropout: only the mlp discriminator has dropout; set it to 0")
     if config.objective.loss == "wgan-gp" and config.model.d_norm == "batch":

@@ -89,28 +89,53 @@ class DCGANGenerator(nn.Module):
         self.num_classes = num_classes if cfg.conditional else 0
         ngf = _scaled(DCGAN_BASE_CHANNELS, cfg.g_width)
         width = ngf * 2 ** (doublings - 1)
-        bias = cfg.g_norm != "batch"  # batch norm's shift makes a conv bias redundant
+        bias = cfg.g_norm == "none"  # batch norm's shift makes a conv bias redundant
+        norm = cfg.g_norm, self.num_classes
         # (z_dim + classes) x 1 x 1 -> width x base x base
         layers: list[nn.Module] = [
             ProjectNoise(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
-            *_norm_2d_g(cfg.g_norm, width),
+            *_norm_2d_g(*norm, width),
             nn.ReLU(inplace=True),
         ]
         for _ in range(doublings - 1):
             # width x s x s -> (width / 2) x 2s x 2s
             layers += [
                 nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
-                *_norm_2d_g(cfg.g_norm, width // 2),
+                *_norm_2d_g(*norm, width // 2),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
         # ngf x (size / 2) x (size / 2) -> C x size x size
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.class_norms = cfg.g_norm == "class-batch"
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         z = _with_label(z.flatten(1), labels, self.num_classes)
-        return self.net(z[:, :, None, None])
+        if not self.class_norms:
+            return self.net(z[:, :, None, None])
+        classes = z[:, -self.num_classes :]  # the one-hot (or soft) labels just joined on
+        h = z[:, :, None, None]
+        for layer in self.net:
+            h = layer(h, classes) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        return h
+
+
+class ClassBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose scale and shift come from the class (de Vries et al. 2017; the
+    generator of Miyato & Koyama 2018): y = BN(x) * (1 + s_c) + t_c, with s and t linear
+    in the one-hot label, so soft labels blend the classes' scales and shifts."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(channels, affine=False)
+        self.scale = nn.Linear(num_classes, channels, bias=False)
+        self.shift = nn.Linear(num_classes, channels, bias=False)
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        scale = 1.0 + self.scale(classes)[:, :, None, None]
+        return super().forward(x) * scale + self.shift(classes)[:, :, None, None]
 
 
 class ProjectNoise(nn.ConvTranspose2d):
@@ -228,7 +253,7 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -278,7 +303,9 @@ def _norm_1d(kind: str, width: int) -> list[nn.Module]:
     return [nn.LayerNorm(width)] if kind == "layer" else []
 
 
-def _norm_2d_g(kind: str, channels: int) -> list[nn.Module]:
+def _norm_2d_g(kind: str, num_classes: int, channels: int) -> list[nn.Module]:
+    if kind == "class-batch":
+        return [ClassBatchNorm2d(channels, num_classes)]
     return [nn.BatchNorm2d(channels)] if kind == "batch" else []
 
 
