@@ -162,12 +162,14 @@ def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int)
 
 def _trace(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    layers = list(model.net.children()) if isinstance(model.net, nn.Sequential) else [model]
+    layers = {layer: "" for layer in model.net.children()}
+    # modules beside the main stack, e.g. the class embedding of projection conditioning
+    layers.update({m: f"{name}: " for name, m in model.named_children() if name != "net"})
 
     def hook(module: nn.Module, _: Any, output: torch.Tensor) -> None:
         rows.append(
             {
-                "layer": layer_name(module),
+                "layer": layers[module] + layer_name(module),
                 "output": list(output.shape[1:]),
                 "parameters": sum(p.numel() for p in module.parameters()),
             }
