@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gancli.engine.checkpoint import load_checkpoint
-from gancli.engine.config import Config, config_to_dict, load_config
+from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
 from gancli.engine.evaluation import EvalRequest, evaluate
 from gancli.engine.runtime import RuntimeOptions
 from gancli.engine.sampling import load_generator
@@ -67,8 +67,10 @@ def _trained_as(checkpoint: Path, config: Config) -> bool:
     if not checkpoint.is_file():
         return False
     state = load_checkpoint(checkpoint)
-    saved = {k: v for k, v in state["config"].items() if k != "description"}
-    wanted = {k: v for k, v in config_to_dict(config).items() if k != "description"}
+    # through Config and back: keys added to gancli since the run was trained get defaults
+    saved = config_to_dict(config_from_dict(state["config"]))
+    wanted = config_to_dict(config)
+    saved["description"] = wanted["description"]
     return bool(state["epoch"] == config.training.epochs and saved == wanted)
 
 
