@@ -316,14 +316,12 @@ def sample(
         if out is None:
             out = next_free_path((run.path if run else Path.cwd()) / "generated", "sample", ".png")
         result = write_samples(trained, request, out, nrow, force)
+    classes = [trained.class_names[i] for i in labels]
     result.update(
-        checkpoint=str(checkpoint),
-        epoch=trained.epoch,
-        ema=trained.uses_ema,
-        seed=seed,
-        classes=[trained.class_names[i] for i in labels],
-    )
-    what = f" of class {', '.join(result['classes'])}" if labels else ""
+        checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
+        classes=classes,
+    )  # fmt: skip
+    what = f" of class {', '.join(classes)}" if labels else ""
     _emit(result, json_out, quiet, f"wrote {result['images']} images{what} to {out}")
 
 

@@ -162,7 +162,7 @@ def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int)
 
 def _trace(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    layers = {layer: "" for layer in model.net.children()}
+    layers = {layer: "" for layer in model.get_submodule("net").children()}
     # modules beside the main stack, e.g. the class embedding of projection conditioning
     layers.update({m: f"{name}: " for name, m in model.named_children() if name != "net"})
 
