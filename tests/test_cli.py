@@ -127,7 +127,7 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
         (["--preset", "dcgan-mnist", "--device", "cuda:99"], "--device cuda"),
         (["--preset", "dcgan-mnist", "--limit", "100", "--name", "a/b"], "--name 'a/b'"),
         (
-            ["--preset", "wgan-mnist", "--limit", "100"],
+            ["--preset", "wgan-mnist", "--limit", "100", "--set", "objective.n_critic=5"],
             "training.batch_size: 64 x objective.n_critic 5",
         ),
         (["--resume", "/nonexistent/run"], "run directory not found"),

@@ -43,7 +43,9 @@ def test_inspect_run_json(trained_runs: dict[str, Path]) -> None:
     assert arch["generator"]["parameters"] == count_parameters(g)
     assert arch["discriminator"]["parameters"] == count_parameters(d)
     assert arch["generator"]["layers"][-1]["output"] == [1, 28, 28]
-    assert arch["discriminator"]["layers"][0]["layer"] == "Conv2d(11->64, k4 s2 p1)"
+    # projection conditioning: the image goes in alone, the label meets D's last features
+    assert arch["discriminator"]["layers"][0]["layer"] == "Conv2d(1->64, k4 s2 p1)"
+    assert arch["discriminator"]["layers"][-1]["layer"] == "embed: Linear(10->6272)"
     assert "progress.gif" in report["files"]
 
 

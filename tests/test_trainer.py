@@ -191,7 +191,7 @@ def test_nan_losses_stop_training_without_a_nan_checkpoint(
 
 def test_dataset_smaller_than_a_step(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"training\.batch_size"):
-        new_trainer(tmp_path, "wgan-mnist", data_dir, **{"data.limit": 100})
+        new_trainer(tmp_path, "wgan-mnist", data_dir, "objective.n_critic=5", **{"data.limit": 100})
 
 
 def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Path) -> None:
@@ -207,7 +207,7 @@ def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Pa
 
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ConfigError):
-        new_trainer(tmp_path, "wgan-mnist", data_dir, **{"data.limit": 100})
+        new_trainer(tmp_path, "wgan-mnist", data_dir, "objective.n_critic=5", **{"data.limit": 100})
     assert not (tmp_path / "runs" / "wgan-mnist-001").exists()
 
 
