@@ -8,7 +8,13 @@ from torch import nn
 
 from gancli.engine.config import ModelConfig
 from gancli.engine.errors import ConfigError
-from gancli.engine.models import build_models, count_parameters, dcgan_geometry, has_batch_norm
+from gancli.engine.models import (
+    ClassBatchNorm2d,
+    build_models,
+    count_parameters,
+    dcgan_geometry,
+    has_batch_norm,
+)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
@@ -140,8 +146,8 @@ def test_class_batch_norm_gives_each_class_its_scale_and_shift() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(conditional=True, g_norm="class-batch")
     g, _ = build_models(cfg, (1, 28, 28), 10)
-    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert norms and all(not m.affine for m in norms)  # the class supplies scale and shift
+    norms = [m for m in g.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 2 and all(not m.norm.affine for m in norms)  # the class scales, shifts
     norm = norms[0]
     x = torch.randn(4, norm.num_features, 7, 7)
     one_hot = torch.eye(10)[torch.tensor([0, 0, 3, 3])]
@@ -152,3 +158,7 @@ def test_class_batch_norm_gives_each_class_its_scale_and_shift() -> None:
     z = torch.randn(2, 100)
     torch.testing.assert_close(g(z, torch.tensor([4, 4])), g(z, torch.eye(10)[[4, 4]]))
     assert not torch.allclose(g(z, torch.tensor([4, 4])), g(z, torch.tensor([5, 5])))
+    # --sync-bn swaps the inner batch norm only; the class scale and shift stay around it
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(g)
+    wrapped = [m for m in synced.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(wrapped) == 2 and all(isinstance(m.norm, nn.SyncBatchNorm) for m in wrapped)

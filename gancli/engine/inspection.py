@@ -25,7 +25,7 @@ from gancli.engine.config import (
 )
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
-from gancli.engine.models import build_models
+from gancli.engine.models import ClassBatchNorm2d, build_models
 from gancli.engine.plots import read_metrics
 from gancli.engine.runs import RunDir
 
@@ -194,7 +194,7 @@ def layer_name(module: nn.Module) -> str:
         return f"{name}({module.in_channels}->{module.out_channels}, k{k} s{s} p{pad})"
     if isinstance(module, nn.Linear):
         return f"{name}({module.in_features}->{module.out_features})"
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, ClassBatchNorm2d)):
         return f"{name}({module.num_features})"
     if isinstance(module, nn.GroupNorm):
         return f"LayerNorm(C,H,W of {module.num_channels})"

@@ -90,18 +90,17 @@ class DCGANGenerator(nn.Module):
         ngf = _scaled(DCGAN_BASE_CHANNELS, cfg.g_width)
         width = ngf * 2 ** (doublings - 1)
         bias = cfg.g_norm == "none"  # batch norm's shift makes a conv bias redundant
-        norm = cfg.g_norm, self.num_classes
         # (z_dim + classes) x 1 x 1 -> width x base x base
         layers: list[nn.Module] = [
             ProjectNoise(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
-            *_norm_2d_g(*norm, width),
+            *_norm_2d_g(cfg.g_norm, width, self.num_classes),
             nn.ReLU(inplace=True),
         ]
         for _ in range(doublings - 1):
             # width x s x s -> (width / 2) x 2s x 2s
             layers += [
                 nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
-                *_norm_2d_g(*norm, width // 2),
+                *_norm_2d_g(cfg.g_norm, width // 2, self.num_classes),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
@@ -121,21 +120,25 @@ class DCGANGenerator(nn.Module):
         return h
 
 
-class ClassBatchNorm2d(nn.BatchNorm2d):
+class ClassBatchNorm2d(nn.Module):
     """Batch norm whose scale and shift come from the class (de Vries et al. 2017; the
     generator of Miyato & Koyama 2018): y = BN(x) * (1 + s_c) + t_c, with s and t linear
-    in the one-hot label, so soft labels blend the classes' scales and shifts."""
+    in the one-hot label, so soft labels blend the classes' scales and shifts.
+
+    It holds a plain batch norm rather than being one, so that --sync-bn's conversion
+    swaps only the normalisation and keeps the class scale and shift around it.
+    """
 
     def __init__(self, channels: int, num_classes: int):
-        super().__init__(channels, affine=False)
+        super().__init__()
+        self.num_features = channels
+        self.norm = nn.BatchNorm2d(channels, affine=False)
         self.scale = nn.Linear(num_classes, channels, bias=False)
         self.shift = nn.Linear(num_classes, channels, bias=False)
 
-    def forward(  # type: ignore[override]
-        self, x: torch.Tensor, classes: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         scale = 1.0 + self.scale(classes)[:, :, None, None]
-        return super().forward(x) * scale + self.shift(classes)[:, :, None, None]
+        return self.norm(x) * scale + self.shift(classes)[:, :, None, None]
 
 
 class ProjectNoise(nn.ConvTranspose2d):
@@ -303,7 +306,7 @@ def _norm_1d(kind: str, width: int) -> list[nn.Module]:
     return [nn.LayerNorm(width)] if kind == "layer" else []
 
 
-def _norm_2d_g(kind: str, num_classes: int, channels: int) -> list[nn.Module]:
+def _norm_2d_g(kind: str, channels: int, num_classes: int) -> list[nn.Module]:
     if kind == "class-batch":
         return [ClassBatchNorm2d(channels, num_classes)]
     return [nn.BatchNorm2d(channels)] if kind == "batch" else []
