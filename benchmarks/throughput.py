@@ -8,14 +8,18 @@ and throughput.json (--quick: a smoke run on five presets, written to the temp d
 
 Methodology:
 
-- Both loops run in one process on the same data arrays, with G and D built by
-  gancli.engine.models.build_models from the preset's config after the same seeding (the
-  script checks that the initial weights are equal), and timed in alternating windows
-  (gancli, reference, gancli, reference ...), each after its own warm-up steps, so drift in
-  the machine's load hits both alike.
+- Each loop runs in a process of its own (spawned), on the same data files, with G and D
+  built by gancli.engine.models.build_models from the preset's config after the same
+  seeding (the script checks that the initial weights are equal). The processes are timed
+  in alternating windows (gancli, reference, gancli, reference ...), each after its own
+  warm-up steps, one process computing at a time, so drift in the machine's load hits both
+  alike. Separate processes, because some of what gancli sets up is process-wide and not
+  undone (the allocator's reuse of freed memory, the threads' denormal flags): in a shared
+  process it would speed up the reference too.
 - One step is one G step: n_critic D steps then one G step. Images per step are the real
   images D consumes, batch_size x n_critic, for both loops; images/s = images x steps / s.
-- gancli: Trainer._train_step on the real ImageSet, under the denormal flushing that
+- gancli: Trainer._train_step on the real ImageSet, in a process set up by the runtime's
+  prepare() as `gancli train` is (threads, allocator) and under the denormal flushing that
   Trainer.fit sets, plus the per-step bookkeeping of an epoch (adding the stats to the
   window and epoch sums, one host read of the window every training.log_every steps).
   Left out: the metrics.jsonl line and the epoch-end grid, health check, checkpoint and plot.
@@ -46,9 +50,10 @@ Methodology:
 from __future__ import annotations
 
 import argparse
-import gc
+import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -57,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +81,13 @@ from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from gancli.engine.models import build_models
 from gancli.engine.runs import RunDir
-from gancli.engine.runtime import RuntimeOptions, fast_on_cpu, flushing_denormals, seed_everything
+from gancli.engine.runtime import (
+    RuntimeOptions,
+    fast_on_cpu,
+    flushing_denormals,
+    prepare,
+    seed_everything,
+)
 from gancli.engine.trainer import LOSS_FIELDS, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +123,18 @@ class GancliLoop:
     """Trainer._train_step plus the bookkeeping a real epoch does after each step."""
 
     def __init__(
-        self, config: Config, data: ImageSet, runs: Path, name: str, precision: str = "fp32"
+        self,
+        config: Config,
+        data: ImageSet,
+        runs: Path,
+        name: str,
+        threads: int,
+        precision: str = "fp32",
     ):
-        options = RuntimeOptions(precision=precision)
+        options = RuntimeOptions(device="cpu", threads=threads, precision=precision)
+        device = prepare(options)  # as `gancli train` sets up its process
         run = RunDir.create(runs, name)
-        self.trainer = Trainer(config, run, data, torch.device("cpu"), options=options)
+        self.trainer = Trainer(config, run, data, device, options=options)
         self.batches = _endless_epochs(data, config.training.batch_size, config.training.seed)
         self.window = torch.zeros(len(LOSS_FIELDS))
         self.epoch_sum = torch.zeros(len(LOSS_FIELDS))
@@ -130,6 +149,9 @@ class GancliLoop:
         if self.steps % self.log_every == 0:
             self.window.tolist()  # the loop's one host read per log line
             self.window.zero_()
+
+    def networks(self) -> tuple[nn.Module, nn.Module]:
+        return self.trainer.generator, self.trainer.discriminator
 
     def flops(self) -> int:
         return _count_flops(lambda: self.trainer._train_step(self.batches))
@@ -176,7 +198,8 @@ class TutorialImages(Dataset):
 class ReferenceLoop:
     """The preset's G and D, objective and optimiser, trained the way tutorials write it."""
 
-    def __init__(self, config: Config, data: ImageSet):
+    def __init__(self, config: Config, data: ImageSet, threads: int):
+        torch.set_num_threads(threads)
         self.config = config
         seed_everything(config.training.seed)  # as Trainer does, so the weights start equal
         self.g, self.d = build_models(config.model, data.image_shape, data.num_classes)
@@ -274,6 +297,9 @@ class ReferenceLoop:
         loss_g.backward()
         self.opt_g.step()
 
+    def networks(self) -> tuple[nn.Module, nn.Module]:
+        return self.g, self.d
+
     def flops(self) -> int:
         return _count_flops(self.step)
 
@@ -310,22 +336,88 @@ class _GlobalOnly:
         return None
 
 
-def _count_flops(step: Callable[[], None]) -> int:
+def _count_flops(step: Callable[[], object]) -> int:
     counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _GlobalOnly()
+    counter.mod_tracker = _GlobalOnly()  # type: ignore[assignment]
     with counter:
         step()
     return int(counter.get_total_flops())
 
 
-def _check_same_init(trainer: Trainer, reference: ReferenceLoop) -> None:
-    pairs = ((trainer.generator, reference.g), (trainer.discriminator, reference.d))
-    for ours, theirs in pairs:
-        for (name, a), b in zip(
-            ours.state_dict().items(), theirs.state_dict().values(), strict=True
-        ):
-            if not torch.equal(a, b):
-                raise SystemExit(f"reference and gancli start from different weights: {name}")
+def _weight_digests(networks: tuple[nn.Module, nn.Module]) -> list[str]:
+    """One hash per tensor of G's and D's state, in order: equal lists, equal weights."""
+    return [
+        hashlib.sha256(tensor.detach().contiguous().numpy().tobytes()).hexdigest()
+        for net in networks
+        for tensor in net.state_dict().values()
+    ]
+
+
+# --------------------------------------------------------------------------- loop processes
+
+LOOPS: dict[str, tuple[str, str]] = {  # name -> (kind, precision)
+    "gancli": ("gancli", "fp32"),
+    "reference": ("reference", "fp32"),
+    "gancli-bf16": ("gancli", "bf16"),
+}
+
+
+def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int, runs: Path) -> None:
+    """A loop process: build the loop, report its weights and FLOPs, then time windows."""
+    try:
+        kind, precision = LOOPS[name]
+        config = load_config(preset)
+        data = load_dataset(config.data, data_dir)
+        loop: GancliLoop | ReferenceLoop = (
+            GancliLoop(config, data, runs, name, threads, precision)
+            if kind == "gancli"
+            else ReferenceLoop(config, data, threads)
+        )
+        conn.send(("ok", {"weights": _weight_digests(loop.networks()), "flops": loop.flops()}))
+        while (window := conn.recv()) is not None:
+            conn.send(("ok", loop.timed(*window)))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+class LoopProcess:
+    """One loop in a process of its own, timed a window at a time on request."""
+
+    def __init__(self, name: str, preset: str, data_dir: Path, threads: int, runs: Path):
+        context = multiprocessing.get_context("spawn")
+        self.name = name
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, name, preset, data_dir, threads, runs), daemon=True
+        )
+        self.process.start()
+        child.close()
+        started: dict[str, Any] = self._reply()
+        self.weights: list[str] = started["weights"]
+        self.flops: int = started["flops"]
+
+    def window(self, warmup: int, steps: int) -> float:
+        self.conn.send((warmup, steps))
+        seconds: float = self._reply()
+        return seconds
+
+    def _reply(self) -> Any:
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise SystemExit(
+                f"{self.name} loop process died (exit {self.process.exitcode})"
+            ) from None
+        if status == "error":
+            raise SystemExit(f"{self.name} loop process failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send(None)
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
 
 
 def matmul_peak(side: int, repeats: int) -> dict[str, Any]:
@@ -428,20 +520,23 @@ def bench_preset(
     preset: str, settings: Settings, data_dir: Path, threads: int, tmp: Path, bf16: bool
 ) -> dict[str, Any]:
     config = load_config(preset)
-    data = load_dataset(config.data, data_dir)
-    gancli = GancliLoop(config, data, tmp / "runs", preset)
-    reference = ReferenceLoop(config, data)
-    _check_same_init(gancli.trainer, reference)
+    names = [name for name in LOOPS if bf16 or name != "gancli-bf16"]
+    loops: dict[str, LoopProcess] = {}
+    try:
+        for name in names:
+            loops[name] = LoopProcess(name, preset, data_dir, threads, tmp / "runs" / preset)
+        for name in names:
+            if loops[name].weights != loops["reference"].weights:
+                raise SystemExit(f"{preset}: {name} and the reference start from other weights")
+        seconds: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(settings.repeats):
+            for name, loop in loops.items():
+                seconds[name].append(loop.window(settings.warmup, settings.steps))
+    finally:
+        for loop in loops.values():
+            loop.close()
     images_per_step = config.training.batch_size * config.objective.n_critic
-    flops = {"gancli": gancli.flops(), "reference": reference.flops()}
-    loops: dict[str, GancliLoop | ReferenceLoop] = {"gancli": gancli, "reference": reference}
-    if bf16:
-        loops["gancli-bf16"] = GancliLoop(config, data, tmp / "runs", preset, "bf16")
-
-    seconds: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(settings.repeats):
-        for name, loop in loops.items():
-            seconds[name].append(loop.timed(settings.warmup, settings.steps))
+    flops = {name: loops[name].flops for name in ("gancli", "reference")}
     rates = {
         name: [images_per_step * settings.steps / s for s in values]
         for name, values in seconds.items()
@@ -449,8 +544,6 @@ def bench_preset(
     median = {name: statistics.median(values) for name, values in rates.items()}
     per_image = {name: count / images_per_step for name, count in flops.items()}
     achieved = median["gancli"] * per_image["gancli"] / 1e9
-    del gancli, reference, loops, data
-    gc.collect()
     rss = peak_rss(preset, data_dir, threads, settings.rss_log_every, tmp / f"rss-{preset}")
     return {
         "preset": preset,
@@ -522,8 +615,10 @@ def render(report: dict[str, Any]) -> str:
         f"- per preset: {report['repeats']} windows per loop, alternating, of "
         f"{report['steps']} G steps after {report['warmup']} warm-up steps; whole run "
         f"{report['seconds']:.0f} s{quick}",
-        "- gancli: Trainer._train_step with an epoch's per-step bookkeeping and denormals "
-        "flushed, as in Trainer.fit; epoch-end grids, checkpoints and plots left out",
+        "- each loop in a process of its own, one computing at a time",
+        "- gancli: Trainer._train_step with an epoch's per-step bookkeeping, in a process set "
+        "up as `gancli train` sets up its own (threads, reuse of freed memory) and with "
+        "denormals flushed, as in Trainer.fit; epoch-end grids, checkpoints and plots left out",
         "- reference: the same G and D (same init) trained as PyTorch tutorials do: PIL "
         "Dataset + ToTensor/Normalize, DataLoader, default Adam/RMSprop, separate real and "
         "fake D passes, a new G forward for the G step",

@@ -152,8 +152,16 @@ class ProjectNoise(nn.ConvTranspose2d):
     def forward(self, z: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if z.shape[-2:] != (1, 1):
             return super().forward(z, output_size)
-        out = torch.mm(z.flatten(1), self.weight.flatten(1))
-        out = out.view(-1, self.out_channels, *self.kernel_size)
+        # The weight is (C, out, k, k). Read it in its own memory order, so that neither it
+        # nor its gradient is copied, and give the output that order: channels_last weights
+        # (the trainer's) give a channels_last output, as the convolution would.
+        weight = self.weight.permute(0, 2, 3, 1)  # a view of channels_last memory
+        if weight.is_contiguous():
+            out = torch.mm(z.flatten(1), weight.flatten(1))
+            out = out.view(-1, *self.kernel_size, self.out_channels).permute(0, 3, 1, 2)
+        else:
+            out = torch.mm(z.flatten(1), self.weight.flatten(1))
+            out = out.view(-1, self.out_channels, *self.kernel_size)
         return out if self.bias is None else out + self.bias[:, None, None]
 
 
@@ -293,7 +301,14 @@ def _project(
         return net(x).view(-1)
     features = net[:-1](x)
     score = net[-1](features).view(-1)
-    return score + (embed(_one_hot(labels, num_classes, x)) * features.flatten(1)).sum(1)
+    # The embedding in the features' memory layout: flattening channels_last features
+    # instead would copy them, and hand their backward a gradient in the other layout,
+    # where the element-wise backward kernels run several times slower.
+    layout = torch.channels_last if features.dim() == 4 else torch.contiguous_format
+    if not features.is_contiguous(memory_format=layout):
+        layout = torch.contiguous_format
+    embedded = embed(_one_hot(labels, num_classes, x)).view(features.shape)
+    return score + (embedded.contiguous(memory_format=layout) * features).flatten(1).sum(1)
 
 
 def _scaled(width: int, multiplier: float) -> int:

@@ -1,14 +1,17 @@
 """Usage: device = prepare(RuntimeOptions(device="auto", threads=2))
 
 Where and how training runs, as opposed to what it learns: the device, CPU threads,
-precision, compilation, determinism, seeding, denormal handling, joining the other
-processes of a torchrun launch, and turning failed writes into one-line errors.
+precision, compilation, determinism, seeding, denormal handling, the allocator's reuse of
+freed memory, joining the other processes of a torchrun launch, and turning failed writes
+into one-line errors.
 None of it is part of a run's config: a resumed run may change any of it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import random
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -79,6 +82,8 @@ def prepare(options: RuntimeOptions) -> torch.device:
         device = distributed.rank_device(device, ranks)
     check_options(options, device)
     torch.set_num_threads(options.threads or default_threads(ranks.local_world_size))
+    if device.type == "cpu":
+        keep_freed_memory()
     if device.type == "cuda":
         # TF32 tensor cores for float32 matmuls and convolutions: ~10 bits of mantissa
         # instead of 23, several times faster, and plenty for GAN training.
@@ -156,6 +161,39 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
 def compiled(module: nn.Module, enabled: bool) -> nn.Module:
     """`module` under torch.compile when asked; the module itself keeps the weights."""
     return torch.compile(module) if enabled else module  # type: ignore[return-value]
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest glibc accepts on 64-bit systems
+_TRIM_THRESHOLD = 2**30
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory of freed tensors instead of handing it back.
+
+    A training step frees and allocates again tens of MB of activations and gradients.
+    glibc's malloc gives large blocks back to the kernel when they are freed (mmap'd ones
+    at once, the heap's free top above a threshold), and the kernel then zero-fills every
+    page again on its first touch. Measured on dcgan-mnist (2-core CPU): 14,000-20,000
+    page faults and about 35 ms of kernel time per step; with this, none, and 19% more
+    images/s. Blocks up to 32 MiB now come from the heap, which keeps up to 1 GiB free.
+    The cost: memory stays with the process at its peak instead of going back between steps.
+    Process-wide and not undone. glibc only (Linux); elsewhere it does nothing, returns False.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    # Both or neither: a fixed mmap threshold alone (or a trim threshold alone, which also
+    # fixes the mmap threshold at its 128 KiB start) makes matters worse.
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+        and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
 
 
 def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) -> int:
