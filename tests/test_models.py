@@ -79,6 +79,10 @@ def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str) -> N
     half[:, 2] = half[:, 5] = 0.5
     mean = (d(x, torch.full((3,), 2)) + d(x, torch.full((3,), 5))) / 2
     torch.testing.assert_close(d(x, half), mean)
+    if arch == "dcgan":  # the trainer's channels_last layout: same scores
+        d.to(memory_format=torch.channels_last)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(d(x_last, labels), expected)
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -90,6 +94,15 @@ def test_first_generator_layer_computed_as_a_matrix_product(bias: bool) -> None:
     conv.load_state_dict(layer.state_dict())  # same parameters, same checkpoint keys
     z = torch.randn(5, 100, 1, 1)
     torch.testing.assert_close(layer(z), conv(z))
+    # The trainer's channels_last weights: same values, a channels_last output (as the
+    # convolution gives), and neither the weight nor its gradient copied to another layout.
+    layer.to(memory_format=torch.channels_last)
+    out = layer(z)
+    torch.testing.assert_close(out, conv(z))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.sum().backward()
+    assert layer.weight.grad is not None
+    assert layer.weight.grad.stride() == layer.weight.stride()
 
 
 def test_dcgan_init_and_width_multipliers() -> None:
