@@ -301,14 +301,15 @@ def _project(
         return net(x).view(-1)
     features = net[:-1](x)
     score = net[-1](features).view(-1)
-    # The embedding in the features' memory layout: flattening channels_last features
-    # instead would copy them, and hand their backward a gradient in the other layout,
-    # where the element-wise backward kernels run several times slower.
+    # The embedding in the features' memory layout, summed without flattening: flattening
+    # channels_last features would copy them, and hand their backward a gradient in the
+    # other layout, where the element-wise backward kernels run several times slower.
     layout = torch.channels_last if features.dim() == 4 else torch.contiguous_format
     if not features.is_contiguous(memory_format=layout):
         layout = torch.contiguous_format
     embedded = embed(_one_hot(labels, num_classes, x)).view(features.shape)
-    return score + (embedded.contiguous(memory_format=layout) * features).flatten(1).sum(1)
+    inner = embedded.contiguous(memory_format=layout) * features
+    return score + inner.sum(dim=tuple(range(1, inner.dim())))
 
 
 def _scaled(width: int, multiplier: float) -> int:
