@@ -305,12 +305,12 @@ def sample(
 ) -> None:
     """Generate images from a trained run, without retraining."""
     from gancli.engine.runs import next_free_path, resolve_checkpoint, runs_root
-    from gancli.engine.runtime import resolve_device
+    from gancli.engine.runtime import use_device
     from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
 
     with cli_errors():
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
-        trained = load_generator(checkpoint, resolve_device(device), ema)
+        trained = load_generator(checkpoint, use_device(device), ema)
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
         if out is None:
@@ -466,7 +466,7 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained generator: FID, KID, IS, precision/recall, class coverage and accuracy."""
-    from gancli.engine.runtime import resolve_device
+    from gancli.engine.runtime import use_device
 
     console = ui.make_console(json_out)
 
@@ -488,7 +488,7 @@ def evaluate(
         request = EvalRequest(num, seed, batch_size, extractor, floor)
         check_request(request)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
-        trained = load_generator(checkpoint, resolve_device(device), ema)
+        trained = load_generator(checkpoint, use_device(device), ema)
         report = score(trained, request, str(data_dir) if data_dir else None, log)
         if run is not None:
             append_record(run.evaluations, report)
@@ -512,7 +512,7 @@ def _train_evaluator(
 ) -> None:
     from gancli.engine.config import DataConfig
     from gancli.engine.evaluator import train_evaluator
-    from gancli.engine.runtime import resolve_device
+    from gancli.engine.runtime import use_device
 
     if out is None:
         raise ConfigError("--train-evaluator: give the file to write with --out")
@@ -522,7 +522,7 @@ def _train_evaluator(
         DataConfig(dataset=dataset),
         str(data_dir) if data_dir else None,
         out,
-        resolve_device(device),
+        use_device(device),
         epochs,
         seed,
         log,

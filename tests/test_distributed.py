@@ -431,6 +431,11 @@ def test_16_bit_on_the_cpu_comes_with_a_note_on_speed(monkeypatch: pytest.Monkey
         monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision, fast=fast: fast)
         (note,) = runtime.runtime_notes(RuntimeOptions(precision="bf16"), cpu)
         assert fragment in note
+    # fp32 on a CPU with bf16 units: a pointer to the faster option; without them, nothing
+    monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision: True)
+    (note,) = runtime.runtime_notes(RuntimeOptions(), cpu)
+    assert "--precision bf16" in note
+    monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision: False)
     assert runtime.runtime_notes(RuntimeOptions(), cpu) == []
 
 

@@ -74,6 +74,15 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def use_device(spec: str) -> torch.device:
+    """resolve_device for a command computing in this process alone (sample, evaluate),
+    which on the CPU also reuses freed memory (`evaluate -n 10000`: 25 s -> 19 s here)."""
+    device = resolve_device(spec)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
+
+
 def prepare(options: RuntimeOptions) -> torch.device:
     """The device to train on, set up as asked; under torchrun, this rank's, group joined."""
     ranks = distributed.launched()
@@ -116,7 +125,12 @@ def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
     """What the user should hear about the runtime options before training starts."""
     notes = []
     precision = options.precision
-    if precision != "fp32" and device.type == "cpu":
+    if precision == "fp32" and device.type == "cpu" and fast_on_cpu("bf16"):
+        notes.append(
+            "this CPU has bf16 instructions: --precision bf16 may train faster "
+            "(1.1-1.5x on the MNIST presets in gancli's benchmarks)"
+        )
+    elif precision != "fp32" and device.type == "cpu":
         if fast_on_cpu(precision):
             notes.append(
                 f"--precision {precision} on the CPU: this one has {precision} instructions; "
