@@ -128,7 +128,7 @@ def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
     if precision == "fp32" and device.type == "cpu" and fast_on_cpu("bf16"):
         notes.append(
             "this CPU has bf16 instructions: --precision bf16 may train faster "
-            "(1.1-1.5x on the MNIST presets in gancli's benchmarks)"
+            "(1.1-1.7x on the MNIST presets in gancli's benchmarks)"
         )
     elif precision != "fp32" and device.type == "cpu":
         if fast_on_cpu(precision):
