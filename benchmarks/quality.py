@@ -19,9 +19,9 @@ import torch
 
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
-from gancli.engine.evaluation import EvalRequest, evaluate
-from gancli.engine.runtime import RuntimeOptions
+from gancli.engine.options import RuntimeOptions
 from gancli.engine.sampling import load_generator
+from gancli.engine.scoring import EvalRequest, evaluate
 from gancli.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +50,8 @@ def run_preset(preset: str, args: argparse.Namespace, out: Path) -> dict:
     if args.reuse and _trained_as(finished, config):
         checkpoint = finished
     else:
-        options = RuntimeOptions(data_dir=args.data_dir, out=str(out), threads=args.threads)
-        trainer = Trainer.new(config, options, preset_name=preset)
+        options = RuntimeOptions(data_dir=args.data_dir, threads=args.threads)
+        trainer = Trainer.new(config, options, preset_name=preset, out=str(out))
         trainer.fit()
         checkpoint = trainer.run.last_checkpoint
     minutes = load_checkpoint(checkpoint)["elapsed"] / 60  # training time, grids included

@@ -18,7 +18,7 @@ Methodology:
   process it would speed up the reference too.
 - One step is one G step: n_critic D steps then one G step. Images per step are the real
   images D consumes, batch_size x n_critic, for both loops; images/s = images x steps / s.
-- gancli: Trainer._train_step on the real ImageSet, in a process set up by the runtime's
+- gancli: TrainState.step on the real ImageSet, in a process set up by the runtime's
   prepare() as `gancli train` is (threads, allocator) and under the denormal flushing that
   Trainer.fit sets, plus the per-step bookkeeping of an epoch (adding the stats to the
   window and epoch sums, one host read of the window every training.log_every steps).
@@ -78,9 +78,8 @@ from torchvision import transforms
 
 from gancli.engine.config import Config, list_presets, load_config
 from gancli.engine.data import ImageSet, load_dataset
-from gancli.engine.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from gancli.engine.errors import EXIT_INTERRUPTED, ConfigError
 from gancli.engine.models import build_models
-from gancli.engine.runs import RunDir
 from gancli.engine.runtime import (
     RuntimeOptions,
     fast_on_cpu,
@@ -88,7 +87,7 @@ from gancli.engine.runtime import (
     prepare,
     seed_everything,
 )
-from gancli.engine.trainer import LOSS_FIELDS, Trainer
+from gancli.engine.state import STATS, TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -120,29 +119,21 @@ QUICK = Settings(steps=2, repeats=2, warmup=1, rss_log_every=1)
 
 
 class GancliLoop:
-    """Trainer._train_step plus the bookkeeping a real epoch does after each step."""
+    """TrainState.step plus the bookkeeping a real epoch does after each step."""
 
-    def __init__(
-        self,
-        config: Config,
-        data: ImageSet,
-        runs: Path,
-        name: str,
-        threads: int,
-        precision: str = "fp32",
-    ):
+    def __init__(self, config: Config, data: ImageSet, threads: int, precision: str = "fp32"):
         options = RuntimeOptions(device="cpu", threads=threads, precision=precision)
         device = prepare(options)  # as `gancli train` sets up its process
-        run = RunDir.create(runs, name)
-        self.trainer = Trainer(config, run, data, device, options=options)
+        seed_everything(config.training.seed)  # as Trainer does before building the models
+        self.state = TrainState(config, data.image_shape, data.num_classes, device, options)
         self.batches = _endless_epochs(data, config.training.batch_size, config.training.seed)
-        self.window = torch.zeros(len(LOSS_FIELDS))
-        self.epoch_sum = torch.zeros(len(LOSS_FIELDS))
+        self.window = torch.zeros(len(STATS))
+        self.epoch_sum = torch.zeros(len(STATS))
         self.log_every = config.training.log_every
         self.steps = 0
 
     def step(self) -> None:
-        stats = self.trainer._train_step(self.batches)
+        stats = self.state.step(self.batches)
         self.window += stats
         self.epoch_sum += stats
         self.steps += 1
@@ -151,10 +142,10 @@ class GancliLoop:
             self.window.zero_()
 
     def networks(self) -> tuple[nn.Module, nn.Module]:
-        return self.trainer.generator, self.trainer.discriminator
+        return self.state.generator, self.state.discriminator
 
     def flops(self) -> int:
-        return _count_flops(lambda: self.trainer._train_step(self.batches))
+        return _count_flops(lambda: self.state.step(self.batches))
 
     def timed(self, warmup: int, steps: int) -> float:
         # Trainer.fit trains with denormals flushed to zero; the setting is restored after.
@@ -362,14 +353,14 @@ LOOPS: dict[str, tuple[str, str]] = {  # name -> (kind, precision)
 }
 
 
-def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int, runs: Path) -> None:
+def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int) -> None:
     """A loop process: build the loop, report its weights and FLOPs, then time windows."""
     try:
         kind, precision = LOOPS[name]
         config = load_config(preset)
         data = load_dataset(config.data, data_dir)
         loop: GancliLoop | ReferenceLoop = (
-            GancliLoop(config, data, runs, name, threads, precision)
+            GancliLoop(config, data, threads, precision)
             if kind == "gancli"
             else ReferenceLoop(config, data, threads)
         )
@@ -383,12 +374,12 @@ def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int, runs
 class LoopProcess:
     """One loop in a process of its own, timed a window at a time on request."""
 
-    def __init__(self, name: str, preset: str, data_dir: Path, threads: int, runs: Path):
+    def __init__(self, name: str, preset: str, data_dir: Path, threads: int):
         context = multiprocessing.get_context("spawn")
         self.name = name
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=_serve, args=(child, name, preset, data_dir, threads, runs), daemon=True
+            target=_serve, args=(child, name, preset, data_dir, threads), daemon=True
         )
         self.process.start()
         child.close()
@@ -486,7 +477,7 @@ def peak_rss(
             os.killpg(helper.pid, signal.SIGKILL)
     printed = helper.communicate()[0]
     maxrss_kb, exit_code = json.loads(printed) if printed else (0, helper.returncode)
-    if exit_code not in (EXIT_OK, EXIT_INTERRUPTED) or not _logged_steps(metrics):
+    if exit_code not in (0, EXIT_INTERRUPTED) or not _logged_steps(metrics):
         raise SystemExit(f"{preset}: gancli train exited {exit_code}: {errors.read_text().strip()}")
     return {
         "mb": maxrss_kb / 1024,
@@ -524,7 +515,7 @@ def bench_preset(
     loops: dict[str, LoopProcess] = {}
     try:
         for name in names:
-            loops[name] = LoopProcess(name, preset, data_dir, threads, tmp / "runs" / preset)
+            loops[name] = LoopProcess(name, preset, data_dir, threads)
         for name in names:
             if loops[name].weights != loops["reference"].weights:
                 raise SystemExit(f"{preset}: {name} and the reference start from other weights")
@@ -616,7 +607,7 @@ def render(report: dict[str, Any]) -> str:
         f"{report['steps']} G steps after {report['warmup']} warm-up steps; whole run "
         f"{report['seconds']:.0f} s{quick}",
         "- each loop in a process of its own, one computing at a time",
-        "- gancli: Trainer._train_step with an epoch's per-step bookkeeping, in a process set "
+        "- gancli: TrainState.step with an epoch's per-step bookkeeping, in a process set "
         "up as `gancli train` sets up its own (threads, reuse of freed memory) and with "
         "denormals flushed, as in Trainer.fit; epoch-end grids, checkpoints and plots left out",
         "- reference: the same G and D (same init) trained as PyTorch tutorials do: PIL "

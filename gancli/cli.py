@@ -169,77 +169,57 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a GAN from a preset; writes a run directory with samples, metrics and checkpoints."""
-    from gancli.engine.config import config_to_dict, config_to_yaml, load_config, resolve_preset
+    from gancli.engine.config import config_to_dict, config_to_yaml
+    from gancli.engine.launch import TrainRequest
+    from gancli.engine.runtime import RuntimeOptions
 
+    settings = {
+        "training.epochs": epochs,
+        "training.batch_size": batch_size,
+        "training.seed": seed,
+        "data.limit": limit,
+        "training.save_every": save_every,
+        "training.eval_every": eval_every,
+    }
+    options = RuntimeOptions(
+        data_dir=str(data_dir) if data_dir else None,
+        device=device,
+        threads=threads,
+        deterministic=deterministic,
+        precision=precision.value,
+        compile=compile_,
+        sync_bn=sync_bn,
+    )
+    request = TrainRequest(
+        preset=preset,
+        overrides=tuple(overrides or ()),
+        settings=settings,
+        out=str(out) if out else None,
+        name=name,
+        resume=str(resume) if resume else None,
+        options=options,
+    )
     with cli_errors():
-        if resume is not None:
-            others = {
-                "--preset": preset,
-                "--set": overrides,
-                "--batch-size": batch_size,
-                "--seed": seed,
-                "--limit": limit,
-                "--save-every": save_every,
-                "--eval-every": eval_every,
-                "--name": name,
-            }
-            given = [flag for flag, value in others.items() if value not in (None, [])]
-            if given:
-                raise ConfigError(
-                    f"--resume continues a run with its own config; drop {', '.join(given)} "
-                    "(only --epochs, --device, --threads, --deterministic, --precision, "
-                    "--compile, --sync-bn and --data-dir apply)"
-                )
-            if dry_run:
-                raise ConfigError("--dry-run does not apply to --resume")
-        else:
-            flags = {
-                "training.epochs": epochs,
-                "training.batch_size": batch_size,
-                "training.seed": seed,
-                "data.limit": limit,
-                "training.save_every": save_every,
-                "training.eval_every": eval_every,
-            }
-            config = load_config(preset, overrides or [], flags)
-            if dry_run:
-                if json_out:
-                    ui.print_json(config_to_dict(config))
-                elif not quiet:
-                    sys.stdout.write(config_to_yaml(config))
-                return
-        # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
-        from gancli.engine import distributed
-        from gancli.engine.runtime import RuntimeOptions
-        from gancli.engine.trainer import Trainer
-
-        options = RuntimeOptions(
-            data_dir=str(data_dir) if data_dir else None,
-            out=str(out) if out else None,
-            name=name,
-            device=device,
-            threads=threads,
-            deterministic=deterministic,
-            precision=precision.value,
-            compile=compile_,
-            sync_bn=sync_bn,
-        )
-        with distributed.session():  # under torchrun: join the ranks, leave them at the end
+        if dry_run:
             if resume is not None:
-                trainer = Trainer.resume(resume, options, epochs=epochs)
-            else:
-                preset_name = resolve_preset(preset).stem if preset else "custom"
-                trainer = Trainer.new(config, options, preset_name=preset_name)
-            console = ui.make_console(json_out)
-            reporter = ui.make_reporter(console, quiet)
-            try:
-                result = trainer.fit(reporter)
-            finally:
-                reporter.close()
-            is_main = trainer.is_main
-            del trainer  # its DDP wrappers must go before the process group does
-    if not is_main:
-        return  # rank 0 reports for all
+                raise ConfigError("--dry-run does not apply to --resume")
+            config = request.config()
+            if json_out:
+                ui.print_json(config_to_dict(config))
+            elif not quiet:
+                sys.stdout.write(config_to_yaml(config))
+            return
+        # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
+        from gancli.engine.launch import launch
+
+        console = ui.make_console(json_out)
+        reporter = ui.make_reporter(console, quiet)
+        try:
+            result = launch(request, reporter)
+        finally:
+            reporter.close()
+    if result is None:
+        return  # a torchrun rank other than 0: rank 0 reports for all
     if json_out:
         ui.print_json(dataclasses.asdict(result))
     elif not quiet:
@@ -480,10 +460,10 @@ def evaluate(
                 train_evaluator, out, epochs, seed, data_dir, device, log, json_out, quiet
             )
             return
-        from gancli.engine.evaluation import EvalRequest, append_record, check_request
-        from gancli.engine.evaluation import evaluate as score
         from gancli.engine.runs import resolve_checkpoint, runs_root
         from gancli.engine.sampling import load_generator
+        from gancli.engine.scoring import EvalRequest, append_record, check_request
+        from gancli.engine.scoring import evaluate as score
 
         request = EvalRequest(num, seed, batch_size, extractor, floor)
         check_request(request)

@@ -39,18 +39,19 @@ def data_dir() -> Path:
 def trained_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
     """Tiny finished runs to sample, animate and inspect: conditional, EMA, 3 epochs."""
     from gancli.engine.config import load_config
-    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.options import RuntimeOptions
     from gancli.engine.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained")
-    options = RuntimeOptions(data_dir=str(data_dir), out=str(root), device="cpu")
+    options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
     runs = {}
     for key, preset, sets in (
         ("cgan", "cgan-mnist", []),
         ("dcgan-ema", "dcgan-mnist", ["training.ema=0.9"]),
     ):
         flags = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 3}
-        trainer = Trainer.new(load_config(preset, sets, flags), options, preset_name=preset)
+        config = load_config(preset, sets, flags)
+        trainer = Trainer.new(config, options, preset_name=preset, out=str(root))
         trainer.fit()
         runs[key] = trainer.run.path
     return runs

@@ -27,10 +27,11 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict, load_config
 from gancli.engine.data import ImageSet
 from gancli.engine.errors import ConfigError, GancliError
-from gancli.engine.losses import build_objective
-from gancli.engine.models import build_models, has_batch_norm
-from gancli.engine.plots import read_metrics
-from gancli.engine.runtime import RuntimeOptions, default_threads, physical_cores
+from gancli.engine.models import build_models
+from gancli.engine.options import RuntimeOptions
+from gancli.engine.runs import MetricsLog
+from gancli.engine.runtime import default_threads, physical_cores
+from gancli.engine.state import TrainState
 from gancli.engine.trainer import Trainer
 
 SMALL = ["model.g_width=0.25", "model.d_width=0.25"]  # tiny networks: the tests time the plumbing
@@ -79,9 +80,13 @@ def restore_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def options(tmp_path: Path, data_dir: Path, **kwargs: Any) -> RuntimeOptions:
-    where = {"data_dir": str(data_dir), "out": str(tmp_path / "runs"), "device": "cpu"}
-    return RuntimeOptions(**where, threads=1, **kwargs)
+def runs_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "runs")
+
+
+def options(data_dir: Path, **kwargs: Any) -> RuntimeOptions:
+    """CPU, one thread per process."""
+    return RuntimeOptions(data_dir=str(data_dir), device="cpu", threads=1, **kwargs)
 
 
 def tiny_config(preset: str, *sets: str, limit: int = 256) -> Config:
@@ -112,12 +117,12 @@ def test_two_ranks_train_in_sync_then_resume_on_one_process(tmp_path: Path, data
     assert not any(p.name.startswith(".") for p in run.iterdir())  # the run lock is gone
 
     # The step counter does not depend on the world size: resume on a single process.
-    resumed = Trainer.resume(run, options(tmp_path, data_dir), epochs=2)
+    resumed = Trainer.resume(run, options(data_dir), epochs=2)
     result = resumed.fit()
     assert (result.steps, result.epochs, result.world_size) == (16, 2, 1)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert_ranks_agreed(state, 1)
-    epochs = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    epochs = [r for r in MetricsLog(run / "metrics.jsonl").read() if r["kind"] == "epoch"]
     assert [r["step"] for r in epochs] == [8, 16]
 
 
@@ -125,7 +130,7 @@ def test_two_ranks_train_in_sync_then_resume_on_one_process(tmp_path: Path, data
 def test_wgan_gp_resumes_on_two_ranks(tmp_path: Path, data_dir: Path) -> None:
     """One process trains an epoch; torchrun continues it on 2 ranks (gradient penalty)."""
     config = tiny_config("wgan-gp-mnist", "model.arch=mlp", limit=320)  # layer norm in D
-    trainer = Trainer.new(config, options(tmp_path, data_dir))
+    trainer = Trainer.new(config, options(data_dir), out=runs_dir(tmp_path))
     trainer.fit()
     steps = trainer.step  # 320 images / (32 x 5 critic steps) = 2
     code, stdout, stderr = finish(
@@ -236,14 +241,14 @@ def test_errors_name_their_rank_and_shared_ones_are_printed_once(
     for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
         monkeypatch.setenv(name, value)
     lost = RuntimeError("[gloo/pair.cc:561] Connection closed by peer [::1]:6575. This is bad")
-    with pytest.raises(GancliError) as caught, distributed.session():
+    with pytest.raises(GancliError) as caught, distributed.rank_errors():
         raise lost
     assert str(caught.value).startswith("rank 1: lost contact with the other processes (Connection")
     assert caught.value.exit_code == 1 and not caught.value.quiet
-    with pytest.raises(ConfigError) as config_error, distributed.session():
+    with pytest.raises(ConfigError) as config_error, distributed.rank_errors():
         raise ConfigError("training.batch_size: bad")
     assert config_error.value.quiet  # every rank meets it; rank 0 prints it
-    with pytest.raises(RuntimeError, match="unrelated"), distributed.session():
+    with pytest.raises(RuntimeError, match="unrelated"), distributed.rank_errors():
         raise RuntimeError("unrelated")  # a bug stays a bug
 
 
@@ -260,32 +265,15 @@ def _grads(module: nn.Module) -> list[torch.Tensor]:
     return [p.grad.clone() for p in module.parameters() if p.grad is not None]
 
 
-def _trainer_like_step(
-    preset: str, g: nn.Module, d: nn.Module, g_run: nn.Module, d_run: nn.Module, rank: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """One D step and one G step the way the trainer takes them: G and D forward through
-    `g_run` and `d_run`, the penalty and the frozen D of the G step through the plain D."""
-    config = load_config(preset, SMALL)
-    objective = build_objective(config.objective)
+def _step_grads(state: TrainState, rank: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One TrainState.step on this rank's own batches and noise; the gradients it left in
+    D (its last D step's) and in G (the G step's), taken before their optimisers' updates."""
     torch.manual_seed(100 + rank)  # each rank: its own data and noise, the same in both runs
-    real, labels = torch.rand(4, 1, 28, 28) * 2 - 1, torch.zeros(4, dtype=torch.long)
-    fake = g_run(torch.randn(4, config.model.z_dim), labels)
-    if has_batch_norm(d):  # two forwards through DDP before one backward
-        d_real, d_fake = d_run(real, labels), d_run(fake.detach(), labels)
-    else:
-        d_real, d_fake = d_run(torch.cat([real, fake.detach()]), torch.cat([labels, labels])).chunk(
-            2
-        )
-    loss_d = objective.d_loss(d_real, d_fake)
-    penalty = objective.penalty(d, real, fake, labels)
-    if penalty is not None:
-        loss_d = loss_d + penalty
-    loss_d.backward()
-    d_grads = _grads(d)
-    d.requires_grad_(False)
-    objective.g_loss(d(fake, labels)).backward()
-    d.requires_grad_(True)
-    return d_grads, _grads(g)
+    n_critic = state.config.objective.n_critic
+    shape = (4, 1, 28, 28)
+    batches = [(torch.rand(shape) * 2 - 1, torch.zeros(4, dtype=torch.long))] * n_critic
+    state.step(iter(batches))
+    return _grads(state.discriminator), _grads(state.generator)
 
 
 def _rank_worker(rank: int, port: int) -> None:
@@ -296,18 +284,25 @@ def _rank_worker(rank: int, port: int) -> None:
     )  # fmt: skip
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
-    with distributed.session():
-        distributed.init(distributed.launched(), cpu)
-        for preset in ("dcgan-mnist", "wgan-gp-mnist"):
-            config = load_config(preset, SMALL)
-            torch.manual_seed(0)
-            g, d = build_models(config.model, (1, 28, 28), 10)
-            g_ddp, d_ddp = distributed.wrap(g, cpu), distributed.wrap(d, cpu)
-            got = _trainer_like_step(preset, g, d, g_ddp, d_ddp, rank)
-            g.zero_grad(set_to_none=True)
-            d.zero_grad(set_to_none=True)
-            own = _trainer_like_step(preset, g, d, g, d, rank)
-            for net, ddp_grads, own_grads in zip((d, g), got, own, strict=True):
+    presets = ("dcgan-mnist", "wgan-gp-mnist")
+
+    def state(preset: str) -> TrainState:
+        torch.manual_seed(0)  # the same weights on both ranks and in both states
+        made = TrainState(load_config(preset, SMALL), (1, 28, 28), 10, cpu)
+        # No updates: G's gradient passes through D, which must be the same D in both
+        # states (D updated with its own gradient and with the mean would differ).
+        for optimizer in (made.opt_g, made.opt_d):
+            optimizer.step = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        return made
+
+    alone = {preset: state(preset) for preset in presets}  # built before joining: no DDP
+    with distributed.rank_errors(), distributed.session(cpu):
+        for preset in presets:
+            together = state(preset)  # in DDP wrappers, as the trainer's under torchrun
+            got = _step_grads(together, rank)
+            own = _step_grads(alone[preset], rank)
+            nets = (together.discriminator, together.generator)
+            for net, ddp_grads, own_grads in zip(nets, got, own, strict=True):
                 assert len(ddp_grads) == len(own_grads) == len(list(net.parameters()))
                 means = [distributed.all_mean(b) for b in own_grads]
                 for a, mean in zip(ddp_grads, means, strict=True):
@@ -316,7 +311,7 @@ def _rank_worker(rank: int, port: int) -> None:
                 assert any(not torch.equal(b, m) for b, m in zip(own_grads, means, strict=True))
             # DDP wrappers must go before the process group does: destroying the group
             # under a live reducer can abort the process at exit.
-            del g_ddp, d_ddp
+            del together
             gc.collect()
         # Rank 0's decisions and failures reach every rank.
         assert distributed.on_main(lambda: f"made by {distributed.current().rank}") == "made by 0"
@@ -343,8 +338,12 @@ def test_ddp_averages_every_gradient_the_trainer_takes() -> None:
     context = mp.start_processes(
         _rank_worker, args=(_free_port(),), nprocs=2, join=False, start_method="spawn"
     )
-    while not context.join(timeout=120):
-        pass
+    deadline = time.monotonic() + 300  # a hung collective fails the test, not the whole run
+    while not context.join(timeout=10):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish within 300 s")
 
 
 # --------------------------------------------------------------------------- data shards
@@ -381,7 +380,7 @@ class Notes:
 
 
 def assert_finite_metrics(run: Path) -> None:
-    for record in read_metrics(run / "metrics.jsonl"):
+    for record in MetricsLog(run / "metrics.jsonl").read():
         if record["kind"] != "warning":
             assert all(math.isfinite(record[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake"))
 
@@ -389,7 +388,9 @@ def assert_finite_metrics(run: Path) -> None:
 def test_bf16_autocast_on_the_cpu_trains_and_says_it_is_slow(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    trainer = Trainer.new(tiny_config("gan-mnist"), options(tmp_path, data_dir, precision="bf16"))
+    trainer = Trainer.new(
+        tiny_config("gan-mnist"), options(data_dir, precision="bf16"), out=runs_dir(tmp_path)
+    )
     reporter = Notes()
     result = trainer.fit(reporter)
     assert all(math.isfinite(v) for v in result.final.values())
@@ -406,18 +407,19 @@ def test_fp16_keeps_its_loss_scalers_in_checkpoints(tmp_path: Path, data_dir: Pa
     """wgan-gp: the penalty runs in float32 beside fp16 forward passes and scaled gradients.
     (MLP networks: fp16 convolutions on a CPU are 30x slower than fp32.)"""
     config = tiny_config("wgan-gp-mnist", "model.arch=mlp", limit=320)
-    trainer = Trainer.new(config, options(tmp_path, data_dir, precision="fp16"))
+    trainer = Trainer.new(config, options(data_dir, precision="fp16"), out=runs_dir(tmp_path))
     trainer.fit()
     assert_finite_metrics(trainer.run.path)
     state = load_checkpoint(trainer.run.path / "checkpoints" / "last.pt")
     for name in ("scaler_g", "scaler_d"):
         assert state[name]["scale"] > 0 and state[name]["growth_interval"] == 2000
-    fp16 = options(tmp_path, data_dir, precision="fp16")
+    fp16 = options(data_dir, precision="fp16")
     resumed = Trainer.resume(trainer.run.path, fp16, epochs=2)
-    assert resumed.scaler_d is not None and resumed.scaler_d.state_dict() == state["scaler_d"]
+    scaler = resumed.state.scaler_d
+    assert scaler is not None and scaler.state_dict() == state["scaler_d"]
     # How it runs is not part of the run: a resume may change the precision.
-    again = Trainer.resume(trainer.run.path, options(tmp_path, data_dir), epochs=2)
-    assert again.scaler_d is None
+    again = Trainer.resume(trainer.run.path, options(data_dir), epochs=2)
+    assert again.state.scaler_d is None
     again.fit()
     assert_finite_metrics(trainer.run.path)
     assert "scaler_d" not in load_checkpoint(trainer.run.path / "checkpoints" / "last.pt")
@@ -464,12 +466,13 @@ def test_compile_wraps_the_training_passes_and_checkpoints_keep_plain_keys(
         return FakeCompiled(module)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    trainer = Trainer.new(tiny_config("gan-mnist"), options(tmp_path, data_dir, compile=True))
-    # G, D for the D step, D for the G step; all the plain modules in a single process.
-    assert compiled == [trainer.generator, trainer.discriminator, trainer.discriminator]
-    assert isinstance(trainer._g_train, FakeCompiled) and isinstance(
-        trainer._d_frozen, FakeCompiled
+    trainer = Trainer.new(
+        tiny_config("gan-mnist"), options(data_dir, compile=True), out=runs_dir(tmp_path)
     )
+    # G, D for the D step, D for the G step; all the plain modules in a single process.
+    state = trainer.state
+    assert compiled == [state.generator, state.discriminator, state.discriminator]
+    assert isinstance(state.g_train, FakeCompiled) and isinstance(state.d_frozen, FakeCompiled)
     reporter = Notes()
     trainer.fit(reporter)
     assert any("--compile" in note for note in reporter.notes)
@@ -477,7 +480,7 @@ def test_compile_wraps_the_training_passes_and_checkpoints_keep_plain_keys(
     g, d = build_models(trainer.config.model, (1, 28, 28), 10)
     assert set(state["generator"]) == set(g.state_dict())
     assert set(state["discriminator"]) == set(d.state_dict())
-    Trainer.resume(trainer.run.path, options(tmp_path, data_dir), epochs=2).fit()  # no compile
+    Trainer.resume(trainer.run.path, options(data_dir), epochs=2).fit()  # no compile
 
 
 # --------------------------------------------------------------------------- threads

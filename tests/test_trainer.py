@@ -18,10 +18,11 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import load_config
 from gancli.engine.data import FASHION_CLASSES
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
-from gancli.engine.plots import read_metrics
-from gancli.engine.runtime import RuntimeOptions
+from gancli.engine.listeners import NullReporter
+from gancli.engine.options import RuntimeOptions
+from gancli.engine.runs import MetricsLog
 from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, sample_batches
-from gancli.engine.trainer import Interrupted, NullReporter, Trainer
+from gancli.engine.trainer import Interrupted, Trainer
 
 PRESETS = [
     "gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist",
@@ -41,8 +42,8 @@ TINY = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 1}
 
 def new_trainer(tmp_path: Path, preset: str, data_dir: Path, *sets: str, **flags: Any) -> Trainer:
     config = load_config(preset, list(sets), {**TINY, **flags})
-    options = RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path / "runs"), device="cpu")
-    return Trainer.new(config, options, preset_name=preset)
+    options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
+    return Trainer.new(config, options, preset_name=preset, out=str(tmp_path / "runs"))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -63,7 +64,7 @@ def test_one_epoch_of_each_preset_writes_a_complete_run(
         "checkpoints/last.pt",
     ):
         assert (run / name).is_file(), name
-    records = read_metrics(run / "metrics.jsonl")
+    records = MetricsLog(run / "metrics.jsonl").read()
     assert [r["kind"] for r in records][-1] == "epoch"
     for record in records:
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "wall"):
@@ -135,8 +136,8 @@ def test_resume_is_bitwise_exact(
     b = load_checkpoint(split.run.last_checkpoint)
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, 3 * straight.steps_per_epoch)
     assert_bitwise_equal(a, b)
-    steps_a = [(r["kind"], r["step"]) for r in read_metrics(straight.run.metrics)]
-    steps_b = [(r["kind"], r["step"]) for r in read_metrics(split.run.metrics)]
+    steps_a = [(r["kind"], r["step"]) for r in straight.run.log.read()]
+    steps_b = [(r["kind"], r["step"]) for r in split.run.log.read()]
     assert steps_a == steps_b  # no duplicated or lost records
     assert "epochs: 3" in split.run.config.read_text()
     for epoch in (1, 2, 3):
@@ -153,7 +154,7 @@ class StopAt(NullReporter):
 
     def advance(self, step: int, stats: dict[str, float] | None) -> None:
         if step == self.at:
-            self.trainer._stop_signal = signal.SIGINT
+            self.trainer.stops.request(signal.SIGINT)
 
 
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
@@ -216,7 +217,7 @@ def test_nan_weights_are_never_checkpointed(tmp_path: Path, data_dir: Path) -> N
     trainer.fit()
     before = trainer.run.last_checkpoint.read_bytes()
     with torch.no_grad():
-        next(trainer.generator.parameters()).fill_(float("nan"))
+        next(trainer.state.generator.parameters()).fill_(float("nan"))
     with pytest.raises(TrainingError, match="generator's weights became NaN/Inf"):
         trainer.save()
     assert trainer.run.last_checkpoint.read_bytes() == before
@@ -240,7 +241,8 @@ def test_dcgan_follows_a_folder_of_rgb_images(tmp_path: Path, data_dir: Path) ->
         [f"data.dataset=folder:{root}", "data.image_size=32", "data.channels=3"],
         {"training.batch_size": 2, "training.epochs": 1},
     )
-    trainer = Trainer.new(config, RuntimeOptions(out=str(tmp_path / "runs"), device="cpu"), "pets")
+    options = RuntimeOptions(device="cpu")
+    trainer = Trainer.new(config, options, "pets", out=str(tmp_path / "runs"))
     notes: list[str] = []
 
     class Notes(NullReporter):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from gancli.engine.errors import ConfigError, StorageError
+from gancli.engine.errors import ConfigError
+from gancli.engine.files import atomic_write
 from gancli.engine.runs import RunDir
 from gancli.engine.sampling import TrainedGenerator, generate, grid_image, noise_chunks
 
@@ -53,8 +53,7 @@ def write_animation(
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".mp4"):
         raise ConfigError(f"--out {out}: use a .gif or .mp4 file")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}{suffix}")
-    try:
+    with atomic_write(out) as tmp:
         if suffix == ".gif":
             frame_ms = max(20, round(1000 / fps))
             durations = [frame_ms] * (len(frames) - 1) + [frame_ms + round(hold_last * 1000)]
@@ -63,10 +62,6 @@ def write_animation(
             )
         else:
             _write_mp4(frames, tmp, fps, hold_last)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: float) -> None:

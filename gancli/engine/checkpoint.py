@@ -10,7 +10,6 @@ no pickled code is ever executed.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import sys
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 
 import gancli
-from gancli.engine.errors import CheckpointError, StorageError
+from gancli.engine.errors import CheckpointError
+from gancli.engine.files import atomic_write
 
 FORMAT = "gancli-checkpoint"
 FORMAT_VERSION = 1
@@ -36,26 +36,11 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
     old file is first renamed there, so the last two good checkpoints are always on disk;
     a kill between the two renames leaves `previous` for resume to pick up.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **state}
     payload["integrity"] = content_digest(payload)
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint "
-            "is untouched"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)  # only still there if the write failed or was interrupted
+    hint = "; the previous checkpoint is untouched"
+    with atomic_write(path, keep_old_as=previous, hint=hint) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -198,16 +183,3 @@ def _reason(exc: Exception) -> str:
         return "it holds Python objects, refused by weights-only loading"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:160] if lines else type(exc).__name__
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not possible on every platform; the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

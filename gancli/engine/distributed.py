@@ -4,7 +4,7 @@ Scale-out with torchrun (or `python -m torch.distributed.run`): every process ("
 trains on its own slice of each global batch and DistributedDataParallel averages the
 gradients, so all ranks hold the same weights after every step. This module owns what
 that needs: the ranks read from torchrun's environment, the process group (gloo on the
-CPU, NCCL on CUDA; joined by runtime.prepare, left by `session`), and the few
+CPU, NCCL on CUDA; joined and left by `session`), and the few
 collectives the trainer uses: handing every rank what rank 0 decided, averaging logged
 stats, agreeing to stop, and checking that the ranks' weights are still identical.
 A single process uses none of it: every helper then returns at once.
@@ -158,19 +158,28 @@ def shutdown() -> None:
 
 
 @contextmanager
-def session() -> Iterator[None]:
-    """Leave the process group at the end, also on errors, and make errors name their rank.
-
-    On ranks other than 0, errors every rank meets alike (a bad flag, an error rank 0
-    handed out) are left to rank 0 to print; a lost peer becomes a one-line TrainingError.
-    A failing rank exits, and torchrun then stops the others, so none waits forever.
-    """
-    ranks = launched()  # errors before the group is joined still know their rank
+def session(device: torch.device) -> Iterator[None]:
+    """Join the process group of a torchrun launch on `device` (this rank's), and leave it
+    at the end, also on errors; a single process joins nothing."""
+    init(launched(), device)
     try:
         yield
         # All ranks finished: leave together. A rank tearing down gloo while another is
         # still using the group can abort the process ("terminate called ...").
         barrier()
+    finally:
+        shutdown()
+
+
+@contextmanager
+def rank_errors() -> Iterator[None]:
+    """Make errors name their rank: on ranks other than 0, errors every rank meets alike
+    (a bad flag, an error rank 0 handed out) are left to rank 0 to print, and a lost peer
+    becomes a one-line TrainingError. A failing rank exits, and torchrun then stops the
+    others, so none waits forever."""
+    ranks = launched()  # errors before the group is joined still know their rank
+    try:
+        yield
     except GancliError as exc:
         raise _from_rank(exc, ranks) from None
     except RuntimeError as exc:
@@ -180,8 +189,6 @@ def session() -> Iterator[None]:
             f"rank {ranks.rank}: lost contact with the other processes "
             f"({_peer_reason(exc)}); the first failing rank's error says why"
         ) from None
-    finally:
-        shutdown()
 
 
 def lost_peer(exc: BaseException) -> bool:

@@ -38,7 +38,8 @@ from gancli.engine.data import (
     load_dataset,
     to_unit_range,
 )
-from gancli.engine.errors import CheckpointError, DataError, StorageError
+from gancli.engine.errors import CheckpointError, DataError
+from gancli.engine.files import atomic_write
 
 FORMAT = "gancli-evaluator"
 FORMAT_VERSION = 1
@@ -258,7 +259,8 @@ def train_evaluator(
     accuracy = held_out_accuracy(evaluator, heldout)
     payload["heldout_accuracy"] = round(accuracy, 5)
     blob = _serialise(payload)
-    _write_atomic(out, blob)
+    with atomic_write(out) as tmp:
+        tmp.write_bytes(blob)
     evaluator.accuracy = accuracy
     evaluator.sha256 = hashlib.sha256(blob).hexdigest()
     evaluator.source = str(out)
@@ -314,17 +316,6 @@ def _serialise(payload: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()  # via a buffer: the bytes must not depend on the file's name
     torch.save(payload, buffer)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------------- loading

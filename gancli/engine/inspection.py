@@ -26,7 +26,6 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import ClassBatchNorm2d, build_models
-from gancli.engine.plots import read_metrics
 from gancli.engine.runs import RunDir
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -78,7 +77,7 @@ def inspect_run(run: RunDir) -> dict[str, Any]:
     if not states:
         raise CheckpointError("; ".join(h["error"] for h in healths) or "no checkpoints")
     _describe_state(report, max(states, key=lambda s: int(s["step"])))
-    report["progress"] = {**report.get("progress", {}), **_progress(read_metrics(run.metrics))}
+    report["progress"] = {**report.get("progress", {}), **_progress(run.log.read())}
     if run.evaluations.is_file():
         try:
             records = json.loads(run.evaluations.read_text())

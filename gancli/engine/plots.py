@@ -1,4 +1,4 @@
-"""Usage: plot_losses(read_metrics(run.metrics), run.losses_plot)
+"""Usage: plot_losses(run.log.read(), run.losses_plot)
 
 The loss, discriminator-output and (with --eval-every) FID curves of a run, from its
 metrics.jsonl.
@@ -6,22 +6,10 @@ metrics.jsonl.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl; a torn last line (a killed write) is ignored."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+from gancli.engine.files import atomic_write
 
 
 def plot_losses(records: list[dict[str, Any]], out: Path) -> None:
@@ -62,5 +50,8 @@ def plot_losses(records: list[dict[str, Any]], out: Path) -> None:
         for ax in axes:
             ax.axvline(epoch["step"], color="0.85", linewidth=0.8, zorder=0)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(out) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)

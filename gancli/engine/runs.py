@@ -6,6 +6,7 @@ runs never share one and an existing run is never overwritten.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gancli.engine.checkpoint import newest_valid
-from gancli.engine.errors import CheckpointError, RunDirError
+from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
+from gancli.engine.errors import CheckpointError, ConfigError, RunDirError
+from gancli.engine.files import atomic_write
 
 ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -40,6 +43,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def log(self) -> MetricsLog:
+        return MetricsLog(self.metrics)
 
     @property
     def samples(self) -> Path:
@@ -130,6 +137,50 @@ class RunDir:
         return newest_valid(self.checkpoint_files())
 
 
+def read_resume_point(
+    run_path: str | Path, epochs: int | None
+) -> tuple[RunDir, Path, dict[str, Any], list[str], Config]:
+    """Where a run goes on from: the run, its newest valid checkpoint (path and contents),
+    why other checkpoints were skipped, and the run's config with `epochs` raised, checked
+    against config.yaml and against the epochs already done."""
+    run = RunDir.open(run_path)
+    path, state, problems = run.newest_checkpoint()
+    saved = dict(state["config"])
+    if epochs is not None:
+        saved["training"] = {**saved["training"], "epochs": epochs}
+    try:
+        config = config_from_dict(saved)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _check_same_run(run, path, config)
+    if config.training.epochs < state["epoch"]:
+        raise ConfigError(
+            f"--epochs {config.training.epochs}: the run has already done {state['epoch']} epochs"
+        )
+    return run, path, state, problems, config
+
+
+def _check_same_run(run: RunDir, checkpoint: Path, config: Config) -> None:
+    """Refuse a checkpoint whose config differs from the run's config.yaml (epochs aside)."""
+    if not run.config.is_file():
+        return
+    try:
+        recorded = config_to_dict(load_config(run.config))
+    except ConfigError:
+        return  # an unreadable config.yaml is replaced by the checkpoint's own on resume
+    ours = config_to_dict(config)
+    for section, values in ours.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            theirs = recorded.get(section, {}).get(key)
+            if (section, key) != ("training", "epochs") and value != theirs:
+                raise CheckpointError(
+                    f"{checkpoint} does not belong to {run.path}: {section}.{key} is {value!r} "
+                    f"in the checkpoint but {theirs!r} in config.yaml"
+                )
+
+
 def latest_run(root: Path) -> RunDir:
     """The run under `root` whose newest checkpoint was written most recently."""
     candidates = (
@@ -171,6 +222,37 @@ def next_free_path(directory: Path, stem: str, suffix: str) -> Path:
         except FileExistsError:
             continue
     raise RunDirError(f"{directory} holds too many {stem}-NNN{suffix} files")
+
+
+class MetricsLog:
+    """A run's metrics.jsonl: one JSON record per line, each with a `kind` (step, epoch,
+    eval, warning), the 1-based `epoch` it belongs to and the G `step` it was written at.
+    The training loop appends; inspect, the plots and resume read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record; a torn last line (a killed write) is left out."""
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def keep_until(self, step: int) -> None:
+        """Drop the records written after G step `step` (a resumed run writes them again)."""
+        keep = [r for r in self.read() if r.get("step", 0) <= step]
+        with atomic_write(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
 LOCK_NAME = ".lock"

@@ -2,8 +2,7 @@
 
 Where and how training runs, as opposed to what it learns: the device, CPU threads,
 precision, compilation, determinism, seeding, denormal handling, the allocator's reuse of
-freed memory, joining the other processes of a torchrun launch, and turning failed writes
-into one-line errors.
+freed memory, stop signals, and turning failed writes into one-line errors.
 None of it is part of a run's config: a resumed run may change any of it.
 """
 
@@ -13,10 +12,11 @@ import ctypes
 import os
 import platform
 import random
+import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from gancli.engine import distributed
 from gancli.engine.errors import ConfigError, StorageError, TrainingError
+from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir
 
 PRECISIONS: dict[str, torch.dtype] = {
@@ -31,21 +32,6 @@ PRECISIONS: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
 }
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Where and how to run; none of it changes what is learnt, so none of it is in the config."""
-
-    data_dir: str | None = None  # data root to search first
-    out: str | None = None  # runs root (default: $GANCLI_RUNS_DIR or ./runs)
-    name: str | None = None  # run name prefix (default: the preset's name)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int | None = None  # CPU threads per process; None: default_threads()
-    deterministic: bool = False  # PyTorch's deterministic algorithms only (matters on CUDA)
-    precision: str = "fp32"  # fp32 | bf16 | fp16: the autocast dtype of the forward passes
-    compile: bool = False  # torch.compile the networks' training forward passes
-    sync_bn: bool = False  # batch-norm statistics over all ranks (distributed CUDA runs)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -84,7 +70,8 @@ def use_device(spec: str) -> torch.device:
 
 
 def prepare(options: RuntimeOptions) -> torch.device:
-    """The device to train on, set up as asked; under torchrun, this rank's, group joined."""
+    """The device to train on, set up as asked; under torchrun, this rank's (the process
+    group is joined by distributed.session)."""
     ranks = distributed.launched()
     device = use_device(options.device)
     if ranks.distributed:
@@ -101,7 +88,6 @@ def prepare(options: RuntimeOptions) -> torch.device:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    distributed.init(ranks, device)
     return device
 
 
@@ -294,3 +280,37 @@ def flushing_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(was_flushing)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequests:
+    """The first SIGINT, SIGTERM or SIGHUP asks the loop to stop after the current step
+    (with a checkpoint); a second one stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Route the stop signals here while training; the previous handlers after."""
+
+        def handler(signum: int, frame: Any) -> None:
+            self.request(signum)
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        except ValueError:  # not the main thread: leave signal handling to the caller
+            yield
+            return
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

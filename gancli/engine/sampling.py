@@ -8,7 +8,6 @@ mode, and writing PNG grids, folders of PNGs or .npz arrays.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict
 from gancli.engine.data import to_uint8
 from gancli.engine.errors import CheckpointError, ConfigError, StorageError
+from gancli.engine.files import atomic_write
 from gancli.engine.models import build_models
 
 SAMPLES_PER_CLASS = 10  # columns of a conditional grid: one row per class
@@ -100,8 +100,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def save_grid(
     images: torch.Tensor, path: Path, nrow: int, row_labels: list[str] | None = None
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(images, nrow, row_labels=row_labels).save(path)
+    with atomic_write(path) as tmp:
+        grid_image(images, nrow, row_labels=row_labels).save(tmp)
 
 
 # --------------------------------------------------------------------------- trained generators
@@ -295,18 +295,13 @@ def write_samples(
             images_all[written : written + len(images)] = images.numpy()
             labels_all[written : written + len(labels)] = labels.numpy()
             written += len(images)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}{out.suffix}")
-        try:
+        with atomic_write(out) as tmp:
             if kind == "npz":
                 np.savez(tmp, images=images_all, labels=labels_all)
             else:
                 nrow = nrow or default_nrow(request)
                 rows = _row_labels(request, nrow, trained.class_names)
                 grid_image(torch.from_numpy(images_all), nrow, row_labels=rows).save(tmp)
-            os.replace(tmp, out)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
     return {"out": str(out), "kind": kind, "images": written}
 
 

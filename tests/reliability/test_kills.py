@@ -46,7 +46,7 @@ def test_a_kill_between_the_renames_leaves_previous(tmp_path: Path, reference: R
 def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
     tmp_path: Path, data_dir: Path, reference: RunDir
 ) -> None:
-    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.options import RuntimeOptions
     from gancli.engine.trainer import Trainer
 
     run = RunDir(tmp_path / "k-001")
@@ -71,15 +71,15 @@ def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
     from gancli.engine.config import load_config
-    from gancli.engine.runtime import RuntimeOptions
+    from gancli.engine.options import RuntimeOptions
     from gancli.engine.trainer import Trainer
 
     config = load_config("gan-mnist", [], {"data.limit": 256, "training.batch_size": 32})
-    trainer = Trainer.new(config, RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path)))
-    with pytest.raises(KeyboardInterrupt), trainer._signals():
+    trainer = Trainer.new(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt), trainer.stops.installed():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
-        assert trainer._stop_signal == signal.SIGINT  # the first one only asks to stop
+        assert trainer.stops.signum == signal.SIGINT  # the first one only asks to stop
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

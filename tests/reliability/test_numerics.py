@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from gancli.cli import app
 from gancli.engine.config import load_config
-from gancli.engine.plots import read_metrics
-from gancli.engine.runtime import RuntimeOptions
-from gancli.engine.trainer import NullReporter, Trainer
+from gancli.engine.listeners import HealthWarnings, NullReporter
+from gancli.engine.options import RuntimeOptions
+from gancli.engine.trainer import Trainer
 
 TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
 
@@ -26,28 +26,30 @@ class Notes(NullReporter):
 
 def new(tmp_path: Path, data_dir: Path, preset: str = "gan-mnist", **flags: object) -> Trainer:
     config = load_config(preset, [], {**TINY, **flags})
-    return Trainer.new(config, RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path)))
+    return Trainer.new(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
 
 
 def test_warns_when_d_wins_outright(tmp_path: Path, data_dir: Path) -> None:
     trainer = new(tmp_path, data_dir)
     reporter = Notes()
-    trainer._reporter = reporter
-    certain = torch.tensor([0.01, 9.0, 0.999, 0.001])  # loss_d, loss_g, D(x), D(G(z))
+    trainer.reporter = reporter
+    (health,) = [h for h in trainer.listeners if isinstance(h, HealthWarnings)]
+    certain = {"kind": "step", "epoch": 1, "step": 1, "loss_d": 0.01, "loss_g": 9.0}
+    certain.update(d_real=0.999, d_fake=0.001)
     for _ in range(3):
-        trainer._log("step", certain, 1, 32, 0.1)
+        health.on_log(certain)
     assert len(reporter.notes) == 1 and "D wins outright" in reporter.notes[0]
-    assert [r["kind"] for r in read_metrics(trainer.run.metrics)][-1] == "warning"
+    assert [r["kind"] for r in trainer.run.log.read()][-1] == "warning"
 
 
 def test_warns_when_samples_collapse(tmp_path: Path, data_dir: Path) -> None:
     trainer = new(tmp_path, data_dir)
     reporter = Notes()
-    trainer._reporter = reporter
+    trainer.reporter = reporter
     varied = trainer.reals
     assert trainer.health.after_epoch(1, varied) is None  # as varied as real images: fine
     collapsed = varied[:1].expand_as(varied).clone()  # every sample the same image
-    trainer._warn(trainer.health.after_epoch(2, collapsed))
+    trainer.warn(trainer.health.after_epoch(2, collapsed))
     assert len(reporter.notes) == 1 and "collapsing" in reporter.notes[0]
     assert "epoch 2 samples vary only 0%" in reporter.notes[0]
 

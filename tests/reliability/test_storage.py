@@ -16,8 +16,8 @@ from gancli.engine import checkpoint
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import load_config
 from gancli.engine.errors import RunDirError, StorageError
+from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir, lock_run
-from gancli.engine.runtime import RuntimeOptions
 from gancli.engine.trainer import Trainer
 
 runner = CliRunner()
@@ -26,7 +26,8 @@ TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
 
 def trained(tmp_path: Path, data_dir: Path, epochs: int = 1) -> Trainer:
     config = load_config("gan-mnist", [], {**TINY, "training.epochs": epochs})
-    trainer = Trainer.new(config, RuntimeOptions(data_dir=str(data_dir), out=str(tmp_path)))
+    options = RuntimeOptions(data_dir=str(data_dir))
+    trainer = Trainer.new(config, options, out=str(tmp_path))
     trainer.fit()
     return trainer
 
@@ -64,9 +65,9 @@ def test_disk_full_keeps_the_last_checkpoint(
 
             monkeypatch.setattr("builtins.open", full_open)
         else:
-            import gancli.engine.trainer as trainer_module
+            import gancli.engine.listeners as listeners_module
 
-            monkeypatch.setattr(trainer_module, attr, no_space)
+            monkeypatch.setattr(listeners_module, attr, no_space)
     else:
         monkeypatch.setattr(owner, name, no_space)
     with pytest.raises(StorageError, match="No space left on device") as info:

@@ -24,7 +24,7 @@ from torch import nn
 from gancli.engine import metrics
 from gancli.engine.config import Config
 from gancli.engine.data import ImageSet
-from gancli.engine.errors import ConfigError, StorageError
+from gancli.engine.errors import ConfigError
 from gancli.engine.evaluator import (
     Embedding,
     Evaluator,
@@ -33,6 +33,7 @@ from gancli.engine.evaluator import (
     evaluation_splits,
     load_evaluator,
 )
+from gancli.engine.files import atomic_write
 from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
 
 EXTRACTORS = ("evaluator", "inception")
@@ -185,16 +186,11 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
             broken = path.with_name(f"{path.name}.unreadable")
             os.replace(path, broken)  # keep what was there for the user to look at
     records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(records, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-class ProgressEvaluator:
+class ProgressScorer:
     """FID and class coverage (and accuracy, if conditional) of a generator while it trains.
 
     The evaluator and the held-out images are loaded on the first check and kept. Every
