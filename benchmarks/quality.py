@@ -56,7 +56,7 @@ def run_preset(preset: str, args: argparse.Namespace, out: Path) -> dict:
         checkpoint = trainer.run.last_checkpoint
     minutes = load_checkpoint(checkpoint)["elapsed"] / 60  # training time, grids included
     trained = load_generator(checkpoint)
-    report = evaluate(trained, EvalRequest(n=args.n, seed=args.seed), args.data_dir)
+    report = evaluate(trained, EvalRequest(n=args.n, seed=args.seed), args.data_dir).to_dict()
     report.update(preset=preset, minutes=round(minutes, 2), run=str(checkpoint.parents[1]))
     print(f"{preset}: {minutes:.1f} min, FID {report['model']['fid']:.3f}", flush=True)
     return report

@@ -375,7 +375,7 @@ def inspect(
     with cli_errors():
         report = inspect_target(path or str(latest_run(runs_root(runs)).path))
     if json_out:
-        ui.print_json(report)
+        ui.print_json(report.to_dict())
     elif not quiet:
         ui.render_report(report, ui.make_console(False))
 
@@ -472,9 +472,9 @@ def evaluate(
         report = score(trained, request, str(data_dir) if data_dir else None, log)
         if run is not None:
             append_record(run.evaluations, report)
-            report["saved_to"] = str(run.evaluations)
+            report.saved_to = str(run.evaluations)
     if json_out:
-        ui.print_json(report)
+        ui.print_json(report.to_dict())
     elif not quiet:
         ui.render_evaluation(report, console)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +19,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+if TYPE_CHECKING:  # the engine's modules load PyTorch: only their types are needed here
+    from gancli.engine.inspection import InspectReport, Network, Progress
+    from gancli.engine.scoring import EvalReport, Scores
 
 
 def make_console(json_mode: bool) -> Console:
@@ -157,51 +161,58 @@ def render_presets(presets: dict[str, str], console: Console) -> None:
         console.print(f"{name:<{width}}  {description}", soft_wrap=True)
 
 
-def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _facts(report: InspectReport) -> list[tuple[str, str]]:
     """The report's headline facts as (label, value) rows."""
-    rows = [("kind", report["kind"]), ("path", report["path"])]
-    data = report.get("data")
-    if data:
-        classes = data.get("classes")
-        size = f"{data['images']} {data.get('split', '')} images, " if data.get("images") else ""
-        count = f"{len(classes)} classes" if classes else "classes known once read"
-        rows.append(("data", f"{data['dataset']}: {size}{count}, shape {data['image_shape']}"))
-        if data.get("source"):
-            rows.append(("data source", str(data["source"])))
-    progress = report.get("progress") or {}
-    if "epochs_done" in progress:
-        mid = f" (+{progress['mid_epoch_step']} steps)" if progress.get("mid_epoch_step") else ""
+    rows = [("kind", report.kind), ("path", report.path)]
+    data = report.data
+    if data is not None:
+        images = getattr(data, "images", None)
+        size = f"{images} {getattr(data, 'split', '') or ''} images, " if images else ""
+        count = f"{len(data.classes)} classes" if data.classes else "classes known once read"
+        rows.append(("data", f"{data.dataset}: {size}{count}, shape {data.image_shape}"))
+        if getattr(data, "source", None):
+            rows.append(("data source", str(getattr(data, "source", ""))))
+    if report.config_error:
+        rows.append(("config", f"unreadable: {report.config_error}"))
+    if report.progress is not None:
+        rows += _progress_rows(report.progress)
+    for ck in report.checkpoints:
+        if ck.loads:
+            state = f"loads safely, epoch {ck.epoch}, " + (
+                "can resume" if ck.can_resume else f"cannot resume (no {ck.missing_for_resume})"
+            )
+        else:
+            state = ck.error or "does not load"
+        rows.append((f"checkpoint {ck.file}", f"{ck.bytes / 2**20:.1f} MB, {state}"))
+        rows.append(("  sha256", ck.sha256))
+    if report.evaluation:
+        rows.append(("last evaluation", evaluation_line(report.evaluation)))
+    return rows
+
+
+def _progress_rows(progress: Progress) -> list[tuple[str, str]]:
+    rows = []
+    if progress.epochs_done is not None:
+        mid = f" (+{progress.mid_epoch_step} steps)" if progress.mid_epoch_step else ""
         rows.append(
             (
                 "progress",
-                f"epoch {progress['epochs_done']}{mid} of {progress['epochs_planned']}, "
-                f"{progress['steps']} G steps, {progress['seconds']:.0f} s trained",
+                f"epoch {progress.epochs_done}{mid} of {progress.epochs_planned}, "
+                f"{progress.steps} G steps, {progress.seconds or 0:.0f} s trained",
             )
         )
-    last = progress.get("last_epoch")
-    if last:
-        rows.append(("last epoch", _losses(last)))
-    if progress.get("images_per_second"):
-        rows.append(("speed", f"{progress['images_per_second']:.0f} images/s"))
-    for key in ("loss_d_sparkline", "loss_g_sparkline"):
-        if progress.get(key):
-            rows.append((key.replace("_sparkline", ""), progress[key]))
-    if "ema" in progress:
-        rows.append(("EMA generator", "yes" if progress["ema"] else "no"))
-    for ck in report.get("checkpoints", []):
-        if ck.get("loads"):
-            state = f"loads safely, epoch {ck['epoch']}, " + (
-                "can resume"
-                if ck["can_resume"]
-                else f"cannot resume (no {ck['missing_for_resume']})"
-            )
-        else:
-            state = ck.get("error", "does not load")
-        rows.append((f"checkpoint {ck['file']}", f"{ck['bytes'] / 2**20:.1f} MB, {state}"))
-        rows.append(("  sha256", ck["sha256"]))
-    evaluation = report.get("evaluation")
-    if evaluation:
-        rows.append(("last evaluation", evaluation_line(evaluation)))
+    if progress.last_epoch:
+        rows.append(("last epoch", _losses(progress.last_epoch)))
+    if progress.images_per_second:
+        rows.append(("speed", f"{progress.images_per_second:.0f} images/s"))
+    for label, line in (
+        ("loss_d", progress.loss_d_sparkline),
+        ("loss_g", progress.loss_g_sparkline),
+    ):
+        if line:
+            rows.append((label, line))
+    if progress.ema is not None:
+        rows.append(("EMA generator", "yes" if progress.ema else "no"))
     return rows
 
 
@@ -229,18 +240,19 @@ def _config_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _arch_rows(arch: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _arch_rows(net: Network) -> list[tuple[str, str, str]]:
     return [
-        (row["layer"], "x".join(str(v) for v in row["output"]), f"{row['parameters']:,}")
-        for row in arch["layers"]
+        (row.layer, "x".join(str(v) for v in row.output), f"{row.parameters:,}")
+        for row in net.layers
     ]
 
 
-def render_report(report: dict[str, Any], console: Console) -> None:
+def render_report(report: InspectReport, console: Console) -> None:
     """Rich panels and tables on a terminal; plain aligned text anywhere else."""
-    facts, config = _facts(report), _config_lines(report.get("config", {}))
-    arch = report.get("architecture") or {}
-    nets = [(name, arch[name]) for name in ("generator", "discriminator") if name in arch]
+    facts, config = _facts(report), _config_lines(report.config or {})
+    arch = report.architecture
+    both = (("generator", arch.generator), ("discriminator", arch.discriminator)) if arch else ()
+    nets = [(name, net) for name, net in both if net is not None]
     if not console.is_terminal:
         width = max(len(label) for label, _ in facts)
         for label, value in facts:
@@ -249,7 +261,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
             console.print(f"config {line}", soft_wrap=True)
         for name, net in nets:
             console.print(
-                f"{name}: {net['parameters']:,} parameters, {net['size_mb']} MB", soft_wrap=True
+                f"{name}: {net.parameters:,} parameters, {net.size_mb} MB", soft_wrap=True
             )
             for layer, shape, params in _arch_rows(net):
                 console.print(f"  {layer:<36} {shape:>10} {params:>10}", soft_wrap=True)
@@ -260,11 +272,11 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     summary = Table.grid(padding=(0, 2))
     for label, value in facts:
         summary.add_row(f"[bold]{label}", value)
-    console.print(Panel(summary, title=f"gancli inspect: {report.get('name', report['kind'])}"))
+    console.print(Panel(summary, title=f"gancli inspect: {report.name or report.kind}"))
     if config:
         console.print(Panel("\n".join(config), title="config"))
     for name, net in nets:
-        table = Table(title=f"{name}: {net['parameters']:,} parameters, {net['size_mb']} MB")
+        table = Table(title=f"{name}: {net.parameters:,} parameters, {net.size_mb} MB")
         for column, justify in (("layer", "left"), ("output", "right"), ("parameters", "right")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for row in _arch_rows(net):
@@ -275,19 +287,18 @@ def render_report(report: dict[str, Any], console: Console) -> None:
 # --------------------------------------------------------------------------- evaluate
 
 
-def _evaluation_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _evaluation_rows(report: EvalReport) -> list[tuple[str, str, str]]:
     """(metric, model, real floor) rows of an evaluation report."""
-    model, floor = report["model"], report.get("floor") or {}
-    classes = len(report["class_names"])
+    classes = len(report.class_names)
 
-    def cell(scores: dict[str, Any], key: str) -> str:
-        if key not in scores:
+    def cell(scores: Scores | None, key: str) -> str:
+        value = getattr(scores, key, None)
+        if value is None or scores is None:
             return "-"
-        value = scores[key]
         if key == "kid":
-            return f"{1000 * value:.2f} ± {1000 * scores['kid_std']:.2f}"
-        if key == "is":
-            return f"{value:.2f} ± {scores['is_std']:.2f}"
+            return f"{1000 * value:.2f} ± {1000 * (scores.kid_std or 0):.2f}"
+        if key == "inception_score":
+            return f"{value:.2f} ± {scores.inception_score_std or 0:.2f}"
         if key == "coverage":
             return f"{value}/{classes}"
         if key in ("precision", "recall", "accuracy"):
@@ -297,38 +308,40 @@ def _evaluation_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     labels = {
         "fid": "FID",
         "kid": "KID x 1000",
-        "is": "IS (class score)",
+        "inception_score": "IS (class score)",
         "precision": "precision",
         "recall": "recall",
         "coverage": "classes covered",
         "accuracy": "class accuracy",
     }
-    return [(label, cell(model, key), cell(floor, key)) for key, label in labels.items()]
+    return [
+        (label, cell(report.model, key), cell(report.floor, key)) for key, label in labels.items()
+    ]
 
 
-def render_evaluation(report: dict[str, Any], console: Console) -> None:
+def render_evaluation(report: EvalReport, console: Console) -> None:
     """The model's figures beside the real-data floor, then what they were measured with."""
     rows = _evaluation_rows(report)
-    model = report["model"]
+    model = report.model
     notes = [
-        f"{report['checkpoint']} (epoch {report['epoch']}{', EMA' if report['ema'] else ''}), "
-        f"n={report['n']}, seed {report['seed']}",
-        f"features: {report['extractor']} (sha256 {report['extractor_sha256'][:12]}); "
-        f"evaluator accuracy {100 * report['evaluator_accuracy']:.2f}% on held-out images",
-        f"reference: {report['reference']}",
+        f"{report.checkpoint} (epoch {report.epoch}{', EMA' if report.ema else ''}), "
+        f"n={report.n}, seed {report.seed}",
+        f"features: {report.extractor} (sha256 {report.extractor_sha256[:12]}); "
+        f"evaluator accuracy {100 * report.evaluator_accuracy:.2f}% on held-out images",
+        f"reference: {report.reference}",
     ]
-    if report.get("floor"):
-        notes.append(f"real floor: {report['floor']['source']} scored the same way")
-        ratio = model["fid"] / max(report["floor"]["fid"], 1e-12)
+    if report.floor is not None:
+        notes.append(f"real floor: {report.floor.source} scored the same way")
+        ratio = model.fid / max(report.floor.fid, 1e-12)
         notes.append(f"FID is {ratio:.1f}x the real floor")
-    if model.get("class_shares"):
-        shares = zip(report["class_names"], model["class_shares"], strict=True)
+    if model.class_shares:
+        shares = zip(report.class_names, model.class_shares, strict=True)
         notes.append("class shares: " + " ".join(f"{n}:{100 * s:.0f}%" for n, s in shares))
-    if model.get("accuracy_per_class"):
-        worst = min(model["accuracy_per_class"].items(), key=lambda kv: kv[1])
+    if model.accuracy_per_class:
+        worst = min(model.accuracy_per_class.items(), key=lambda kv: kv[1])
         notes.append(f"worst class: {worst[0]} at {100 * worst[1]:.1f}%")
-    if report.get("saved_to"):
-        notes.append(f"appended to {report['saved_to']}")
+    if report.saved_to:
+        notes.append(f"appended to {report.saved_to}")
     if not console.is_terminal:
         console.print(f"{'metric':<18} {'model':>16} {'real floor':>16}", soft_wrap=True)
         for metric, ours, floor in rows:

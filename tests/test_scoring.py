@@ -75,7 +75,7 @@ def test_evaluate_a_run_with_floor_and_eval_json(trained_runs: dict[str, Path]) 
     assert code == 0, err
     report = json.loads(out)
     model, floor = report["model"], report["floor"]
-    for key in ("fid", "kid", "is", "precision", "recall", "coverage", "accuracy"):
+    for key in ("fid", "kid", "inception_score", "precision", "recall", "coverage", "accuracy"):
         assert key in model and key in floor
     # 3 tiny epochs on 320 images: far from the real data, which scores near its floor.
     assert floor["fid"] < model["fid"]

@@ -395,12 +395,3 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 def config_to_yaml(config: Config) -> str:
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
-
-
-def describe_fields() -> dict[str, str]:
-    """Dotted key -> help text, for help screens and `inspect`."""
-    out = {}
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            out[f"{section}.{f.name}"] = f.metadata["help"]
-    return out

@@ -6,7 +6,6 @@ message on one line and exits with its code, never with a traceback.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_TRAINING_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

@@ -1,16 +1,18 @@
-"""Usage: report = inspect_target("runs/dcgan-mnist-001")
+"""Usage: report = inspect_target("runs/dcgan-mnist-001"); print(report.to_dict())
 
-What a run directory, a checkpoint or a preset holds, as one plain dict: the resolved
+What a run directory, a checkpoint or a preset holds, as one InspectReport: the resolved
 config, an architecture table of G and D, the data, training progress, checkpoint
-health and evaluation results. The CLI renders it; `--json` prints it as it is.
+health and the last evaluation. The CLI renders it; `--json` prints `to_dict()`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,7 +34,90 @@ SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")
 
 
-def inspect_target(target: str) -> dict[str, Any]:
+@dataclass
+class Layer:
+    layer: str  # e.g. "ConvTranspose2d(110->128, k7 s1 p0)"; "embed: ..." beside the stack
+    output: list[int]  # output shape without the batch dimension
+    parameters: int
+
+
+@dataclass
+class Network:
+    layers: list[Layer]
+    parameters: int
+    size_mb: float  # parameters and buffers
+
+
+@dataclass
+class Architecture:
+    generator: Network | None = None
+    discriminator: Network | None = None
+    error: str | None = None  # why the networks cannot be built for this data
+
+
+@dataclass
+class DataSummary:
+    dataset: str
+    image_shape: list[int]
+    classes: list[str] | None  # None: known only once the data is read (folders)
+
+
+@dataclass
+class TrainedData(DataSummary):
+    split: str | None = None
+    images: int | None = None
+    source: str | None = None  # where the images were read
+
+
+@dataclass
+class Progress:
+    epochs_done: int | None = None
+    epochs_planned: int | None = None
+    steps: int | None = None
+    mid_epoch_step: int = 0  # steps into an unfinished epoch
+    seconds: float | None = None  # training time, resumed processes included
+    ema: bool | None = None  # whether an EMA generator is kept
+    last_epoch: dict[str, float] | None = None  # the last epoch record's losses
+    images_per_second: float | None = None  # mean over the epochs
+    loss_d_sparkline: str = ""
+    loss_g_sparkline: str = ""
+
+
+@dataclass
+class CheckpointHealth:
+    file: str
+    bytes: int
+    sha256: str
+    loads: bool = False  # with weights_only=True, format and checksum intact
+    can_resume: bool = False
+    error: str | None = None
+    contains: list[str] = field(default_factory=list)
+    missing_for_resume: list[str] = field(default_factory=list)
+    epoch: int | None = None
+    step: int | None = None
+
+
+@dataclass
+class InspectReport:
+    kind: Literal["run", "checkpoint", "preset"]
+    path: str
+    name: str | None = None
+    config: dict[str, Any] | None = None
+    config_error: str | None = None  # a checkpoint's config this gancli cannot read
+    data: DataSummary | None = None
+    architecture: Architecture | None = None
+    progress: Progress | None = None
+    checkpoints: list[CheckpointHealth] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None  # the last record of eval.json, as written
+    versions: dict[str, str] | None = None  # of gancli, torch and Python that trained it
+    files: list[str] | None = None  # what the run directory holds
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json; parts that do not apply are left out."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
+
+
+def inspect_target(target: str) -> InspectReport:
     """Inspect a run directory, a checkpoint file, or a preset (name or YAML path)."""
     path = Path(target).expanduser()
     if path.is_dir():
@@ -42,137 +127,130 @@ def inspect_target(target: str) -> dict[str, Any]:
     return inspect_preset(target)
 
 
-def inspect_preset(name: str) -> dict[str, Any]:
+def inspect_preset(name: str) -> InspectReport:
     path = resolve_preset(name)
     config = load_config(path)
-    report: dict[str, Any] = {"kind": "preset", "path": str(path), "name": path.stem}
-    report["config"] = config_to_dict(config)
     shape, classes = dataset_summary(config.data)
-    report["data"] = {
-        "dataset": config.data.dataset,
-        "image_shape": list(shape),
-        "classes": list(classes) if classes else None,
-    }
+    report = InspectReport("preset", str(path), path.stem, config_to_dict(config))
+    report.data = DataSummary(config.data.dataset, list(shape), list(classes) if classes else None)
     if classes or not config.model.conditional:  # a folder's classes are known only once read
-        report["architecture"] = architecture(config, shape, len(classes or ()))
+        report.architecture = architecture(config, shape, len(classes or ()))
     return report
 
 
-def inspect_checkpoint(path: Path) -> dict[str, Any]:
-    health = checkpoint_health(path)
-    if not health["loads"]:
-        raise CheckpointError(health["error"])
-    report: dict[str, Any] = {"kind": "checkpoint", "path": str(path), "checkpoints": [health]}
-    state = health.pop("_state", None)
-    if state is not None:
-        _describe_state(report, state)
+def inspect_checkpoint(path: Path) -> InspectReport:
+    health, state = checkpoint_health(path)
+    if state is None:
+        raise CheckpointError(str(health.error))
+    report = InspectReport("checkpoint", str(path), checkpoints=[health])
+    _describe_state(report, state)
     return report
 
 
-def inspect_run(run: RunDir) -> dict[str, Any]:
-    report: dict[str, Any] = {"kind": "run", "path": str(run.path), "name": run.path.name}
-    healths = [checkpoint_health(p) for p in run.checkpoint_files() if p.is_file()]
-    states = [state for h in healths if (state := h.pop("_state", None)) is not None]
-    report["checkpoints"] = healths
+def inspect_run(run: RunDir) -> InspectReport:
+    report = InspectReport("run", str(run.path), run.path.name)
+    found = [checkpoint_health(p) for p in run.checkpoint_files() if p.is_file()]
+    report.checkpoints = [health for health, _ in found]
+    states = [state for _, state in found if state is not None]
     if not states:
-        raise CheckpointError("; ".join(h["error"] for h in healths) or "no checkpoints")
+        raise CheckpointError("; ".join(str(h.error) for h in report.checkpoints))
     _describe_state(report, max(states, key=lambda s: int(s["step"])))
-    report["progress"] = {**report.get("progress", {}), **_progress(run.log.read())}
-    if run.evaluations.is_file():
-        try:
-            records = json.loads(run.evaluations.read_text())
-            report["evaluation"] = records[-1] if isinstance(records, list) else records
-        except (OSError, json.JSONDecodeError, IndexError) as exc:
-            report["evaluation"] = {"error": f"unreadable eval.json ({exc})"}
-    report["files"] = sorted(
+    report.progress = report.progress or Progress()
+    _add_log_progress(report.progress, run.log.read())
+    report.evaluation = _last_evaluation(run.evaluations)
+    report.files = sorted(
         str(p.relative_to(run.path)) for p in run.path.iterdir() if not p.name.startswith(".")
     )
     return report
 
 
-def _describe_state(report: dict[str, Any], state: dict[str, Any]) -> None:
+def _describe_state(report: InspectReport, state: dict[str, Any]) -> None:
     try:
         config = config_from_dict(state["config"])
     except ConfigError as exc:
-        report["config_error"] = str(exc)
+        report.config_error = str(exc)
         return
-    report["config"] = config_to_dict(config)
+    report.config = config_to_dict(config)
     data = state.get("data") or {}
     if data:
-        report["data"] = {
-            "dataset": data.get("dataset"),
-            "split": data.get("split"),
-            "images": data.get("num_images"),
-            "image_shape": data.get("image_shape"),
-            "classes": data.get("class_names"),
-            "source": data.get("source"),
-        }
-        shape = tuple(int(v) for v in data.get("image_shape", ()))
+        shape = [int(v) for v in data.get("image_shape", ())]
+        classes = [str(c) for c in data.get("class_names", [])]
+        report.data = TrainedData(
+            str(data.get("dataset")),
+            shape,
+            classes,
+            split=data.get("split"),
+            images=data.get("num_images"),
+            source=data.get("source"),
+        )
         if len(shape) == 3:
-            report["architecture"] = architecture(config, shape, len(data.get("class_names", [])))
-    report["progress"] = {
-        "epochs_done": int(state["epoch"]),
-        "epochs_planned": config.training.epochs,
-        "steps": int(state["step"]),
-        "mid_epoch_step": int(state.get("step_in_epoch", 0)),
-        "seconds": round(float(state.get("elapsed", 0.0)), 1),
-        "ema": state.get("ema") is not None,
-    }
-    report["versions"] = state.get("versions", {})
+            report.architecture = architecture(config, tuple(shape), len(classes))
+    report.progress = Progress(
+        epochs_done=int(state["epoch"]),
+        epochs_planned=config.training.epochs,
+        steps=int(state["step"]),
+        mid_epoch_step=int(state.get("step_in_epoch", 0)),
+        seconds=round(float(state.get("elapsed", 0.0)), 1),
+        ema=state.get("ema") is not None,
+    )
+    report.versions = state.get("versions", {})
 
 
-def checkpoint_health(path: Path) -> dict[str, Any]:
-    """Size, sha256, whether it loads safely, what it holds and whether it can resume."""
-    health: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size}
+def _last_evaluation(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        records = json.loads(path.read_text())
+        last = records[-1] if isinstance(records, list) else records
+    except (OSError, json.JSONDecodeError, IndexError) as exc:
+        return {"error": f"unreadable eval.json ({exc})"}
+    return last if isinstance(last, dict) else {"error": "eval.json holds no evaluation record"}
+
+
+def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
+    """Size, sha256, whether it loads safely, what it holds and whether it can resume;
+    with the checkpoint's contents when it loads."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    health["sha256"] = digest.hexdigest()
+    health = CheckpointHealth(path.name, path.stat().st_size, digest.hexdigest())
     try:
         state = load_checkpoint(path)
     except CheckpointError as exc:
-        health.update(loads=False, error=str(exc), can_resume=False)
-        return health
-    health["loads"] = True
-    health["contains"] = sorted(k for k, v in state.items() if v is not None)
-    missing = [k for k in RESUME_KEYS if state.get(k) is None]
-    health["can_resume"] = not missing
-    if missing:
-        health["missing_for_resume"] = missing
-    health["epoch"], health["step"] = int(state["epoch"]), int(state["step"])
-    health["_state"] = state
-    return health
+        health.error = str(exc)
+        return health, None
+    health.loads = True
+    health.contains = sorted(k for k, v in state.items() if v is not None)
+    health.missing_for_resume = [k for k in RESUME_KEYS if state.get(k) is None]
+    health.can_resume = not health.missing_for_resume
+    health.epoch, health.step = int(state["epoch"]), int(state["step"])
+    return health, state
 
 
-def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int) -> Architecture:
     """Layer-by-layer output shapes and parameter counts of G and D, from a traced forward."""
     try:
         g, d = build_models(config.model, image_shape, num_classes)  # type: ignore[arg-type]
     except GancliError as exc:
-        return {"error": str(exc)}
+        return Architecture(error=str(exc))
     z = torch.zeros(2, config.model.z_dim)
     labels = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
         g_rows = _trace(g, z, labels)
         d_rows = _trace(d, g(z, labels), labels)
-    return {"generator": _summary(g, g_rows), "discriminator": _summary(d, d_rows)}
+    return Architecture(_summary(g, g_rows), _summary(d, d_rows))
 
 
-def _trace(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _trace(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> list[Layer]:
+    rows: list[Layer] = []
     layers = {layer: "" for layer in model.get_submodule("net").children()}
     # modules beside the main stack, e.g. the class embedding of projection conditioning
     layers.update({m: f"{name}: " for name, m in model.named_children() if name != "net"})
 
     def hook(module: nn.Module, _: Any, output: torch.Tensor) -> None:
-        rows.append(
-            {
-                "layer": layers[module] + layer_name(module),
-                "output": list(output.shape[1:]),
-                "parameters": sum(p.numel() for p in module.parameters()),
-            }
-        )
+        parameters = sum(p.numel() for p in module.parameters())
+        rows.append(Layer(layers[module] + layer_name(module), list(output.shape[1:]), parameters))
 
     handles = [layer.register_forward_hook(hook) for layer in layers]
     try:
@@ -204,28 +282,29 @@ def layer_name(module: nn.Module) -> str:
     return name
 
 
-def _summary(model: nn.Module, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(model: nn.Module, rows: list[Layer]) -> Network:
     tensors = [*model.parameters(), *model.buffers()]
-    return {
-        "layers": rows,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "size_mb": round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 2),
-    }
+    return Network(
+        rows,
+        sum(p.numel() for p in model.parameters()),
+        round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 2),
+    )
 
 
-def _progress(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _add_log_progress(progress: Progress, records: list[dict[str, Any]]) -> None:
+    """What metrics.jsonl adds: the last epoch's losses, images/s and loss sparklines."""
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
-    out: dict[str, Any] = {}
     if epochs:
         last = epochs[-1]
-        out["last_epoch"] = {k: last[k] for k in ("epoch", "loss_d", "loss_g", "d_real", "d_fake")}
+        progress.last_epoch = {
+            k: last[k] for k in ("epoch", "loss_d", "loss_g", "d_real", "d_fake")
+        }
         rates = [r["images_per_second"] for r in epochs if r.get("images_per_second")]
-        out["images_per_second"] = round(sum(rates) / len(rates), 1) if rates else None
+        progress.images_per_second = round(sum(rates) / len(rates), 1) if rates else None
     if steps:
-        out["loss_d_sparkline"] = sparkline([r["loss_d"] for r in steps])
-        out["loss_g_sparkline"] = sparkline([r["loss_g"] for r in steps])
-    return out
+        progress.loss_d_sparkline = sparkline([r["loss_d"] for r in steps])
+        progress.loss_g_sparkline = sparkline([r["loss_g"] for r in steps])
 
 
 def sparkline(values: list[float], width: int = 40) -> str:

@@ -77,10 +77,11 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
             distributed.check_batch_size(config.training.batch_size, world)
         device = prepare(request.options)
         with distributed.session(device):
-            if config is None:
+            if request.resume is not None:
                 epochs = request.settings.get(EPOCHS)
                 trainer = Trainer.resume(request.resume, request.options, epochs, device)
             else:
+                assert config is not None
                 preset_name = resolve_preset(request.preset).stem if request.preset else "custom"
                 trainer = Trainer.new(
                     config, request.options, preset_name, request.out, request.name, device

@@ -254,10 +254,6 @@ def has_convolutions(module: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in module.modules())
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def _dcgan_init(module: nn.Module) -> None:
     # Radford et al. 2016, section 4: all weights from N(0, 0.02); batch-norm scales N(1, 0.02).
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):

@@ -10,6 +10,7 @@ perfect generator would get with this many samples.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -38,6 +39,58 @@ from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batch
 
 EXTRACTORS = ("evaluator", "inception")
 MIN_SAMPLES = 50  # below this, KID subsets and nearest-neighbour radii mean little
+
+
+@dataclass
+class Scores:
+    """The figures of one set of images against the held-out real ones."""
+
+    fid: float
+    coverage: int  # classes with at least half their real share of the images
+    kid: float | None = None  # the rest: full scores only (not --eval-every's)
+    kid_std: float | None = None
+    inception_score: float | None = None  # from the evaluator's class probabilities
+    inception_score_std: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    class_shares: list[float] | None = None
+    accuracy: float | None = None  # conditional models (and real images): right class
+    accuracy_per_class: dict[str, float] | None = None
+    source: str | None = None  # the floor's: which real images
+
+
+@dataclass
+class EvalReport:
+    """What `gancli evaluate` measured, with what, and where it was saved."""
+
+    checkpoint: str
+    epoch: int
+    ema: bool
+    n: int
+    seed: int
+    extractor: str
+    extractor_sha256: str
+    evaluator_sha256: str
+    evaluator_accuracy: float
+    dataset: str
+    reference: str  # the held-out real images scored against
+    class_names: list[str]
+    model: Scores
+    floor: Scores | None = None  # real training images scored the same way
+    seconds: float = 0.0
+    saved_to: str | None = None  # the eval.json it was appended to
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json and eval.json; figures that were not measured are left out."""
+        out = _without_none(dataclasses.asdict(self))
+        for key in ("model", "floor"):
+            if key in out:
+                out[key] = _without_none(out[key])
+        return out
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -74,7 +127,7 @@ class Scorer:
         asked: torch.Tensor | None = None,
         full: bool = True,
         seed: int = 0,
-    ) -> dict[str, Any]:
+    ) -> Scores:
         """Metrics of uint8 images; `asked` holds the class each image should show, if any.
 
         `full=False` gives only FID and class coverage (the cheap ones, for training).
@@ -82,40 +135,32 @@ class Scorer:
         classes = self.evaluator.embed(images)
         features = classes if self.extractor is self.evaluator else self.extractor.embed(images)
         shares = metrics.class_histogram(classes.predicted, len(self.evaluator.class_names))
-        result: dict[str, Any] = {
-            "fid": metrics.frechet_distance(self.reference.features, features.features),
-            "coverage": metrics.covered_classes(shares, self.reference_shares),
-        }
-        if full:
-            result.update(self._full(features, classes, shares, seed))
-        if asked is not None:
-            per_class = {}
-            hits = classes.predicted == asked
-            for i, name in enumerate(self.evaluator.class_names):
-                mask = asked == i
-                if mask.any():
-                    per_class[name] = round(float(hits[mask].float().mean()), 4)
-            result["accuracy"] = float(hits.float().mean())
-            result["accuracy_per_class"] = per_class
-        return result
-
-    def _full(
-        self, features: Embedding, classes: Embedding, shares: list[float], seed: int
-    ) -> dict[str, Any]:
-        kid, kid_std = metrics.kernel_distance(
-            self.reference.features, features.features, seed=seed
+        scores = Scores(
+            fid=metrics.frechet_distance(self.reference.features, features.features),
+            coverage=metrics.covered_classes(shares, self.reference_shares),
         )
-        score, score_std = metrics.inception_score(features.probs)
-        precision, recall = metrics.precision_recall(self.reference.features, features.features)
-        return {
-            "kid": kid,
-            "kid_std": kid_std,
-            "is": score,
-            "is_std": score_std,
-            "precision": precision,
-            "recall": recall,
-            "class_shares": [round(s, 4) for s in shares],
-        }
+        if full:
+            self._add_full(scores, features, shares, seed)
+        if asked is not None:
+            hits = classes.predicted == asked
+            scores.accuracy = float(hits.float().mean())
+            scores.accuracy_per_class = {
+                name: round(float(hits[asked == i].float().mean()), 4)
+                for i, name in enumerate(self.evaluator.class_names)
+                if (asked == i).any()
+            }
+        return scores
+
+    def _add_full(
+        self, scores: Scores, features: Embedding, shares: list[float], seed: int
+    ) -> None:
+        reference = self.reference.features
+        scores.kid, scores.kid_std = metrics.kernel_distance(
+            reference, features.features, seed=seed
+        )
+        scores.inception_score, scores.inception_score_std = metrics.inception_score(features.probs)
+        scores.precision, scores.recall = metrics.precision_recall(reference, features.features)
+        scores.class_shares = [round(s, 4) for s in shares]
 
 
 def check_request(request: EvalRequest) -> None:
@@ -140,7 +185,7 @@ def evaluate(
     request: EvalRequest,
     data_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> EvalReport:
     """Score a trained generator (and the real-data floor) with n samples."""
     check_request(request)
     clock = time.perf_counter()
@@ -150,33 +195,34 @@ def evaluate(
     extractor = InceptionExtractor(device) if request.extractor == "inception" else None
     scorer = Scorer(evaluator, heldout, extractor, request.n)
     images, asked = generated_images(trained, request.n, request.seed, request.batch_size)
-    report: dict[str, Any] = {
-        "checkpoint": str(trained.checkpoint),
-        "epoch": trained.epoch,
-        "ema": trained.uses_ema,
-        "n": request.n,
-        "seed": request.seed,
-        "extractor": scorer.extractor.name,
-        "extractor_sha256": scorer.extractor.sha256,
-        "evaluator_sha256": evaluator.sha256,
-        "evaluator_accuracy": round(evaluator.accuracy, 5),
-        "dataset": evaluator.dataset,
-        "reference": f"{heldout.name} {heldout.split} ({min(len(heldout), request.n)} images)",
-        "class_names": list(evaluator.class_names),
-        "model": scorer.score(images, asked, seed=request.seed),
-    }
+    report = EvalReport(
+        checkpoint=str(trained.checkpoint),
+        epoch=trained.epoch,
+        ema=trained.uses_ema,
+        n=request.n,
+        seed=request.seed,
+        extractor=scorer.extractor.name,
+        extractor_sha256=scorer.extractor.sha256,
+        evaluator_sha256=evaluator.sha256,
+        evaluator_accuracy=round(evaluator.accuracy, 5),
+        dataset=evaluator.dataset,
+        reference=f"{heldout.name} {heldout.split} ({min(len(heldout), request.n)} images)",
+        class_names=list(evaluator.class_names),
+        model=scorer.score(images, asked, seed=request.seed),
+    )
     if request.floor:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(request.seed))
         pick = pick[: request.n]
         reals, labels = train.images[pick].cpu(), train.labels[pick].cpu()
-        report["floor"] = scorer.score(reals, labels, seed=request.seed)
-        report["floor"]["source"] = f"{train.name} {train.split} ({len(pick)} images)"
-    report["seconds"] = round(time.perf_counter() - clock, 2)
+        report.floor = scorer.score(reals, labels, seed=request.seed)
+        report.floor.source = f"{train.name} {train.split} ({len(pick)} images)"
+    report.seconds = round(time.perf_counter() - clock, 2)
     return report
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Add one evaluation to a run's eval.json (a JSON list), atomically."""
+def append_record(path: Path, report: EvalReport) -> None:
+    """Add one evaluation to a run's eval.json (a JSON list), atomically; a file that is
+    not such a list is kept beside it as eval.json.unreadable."""
     records: list[Any] = []
     if path.is_file():
         try:
@@ -185,7 +231,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         except (OSError, ValueError):
             broken = path.with_name(f"{path.name}.unreadable")
             os.replace(path, broken)  # keep what was there for the user to look at
-    records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record})
+    records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report.to_dict()})
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(records, indent=1) + "\n")
 
@@ -226,9 +272,11 @@ class ProgressScorer:
             epoch,
         )
         images, asked = generated_images(trained, n, self.config.training.seed)
-        result = self.scorer.score(images, asked, full=False)
-        result.pop("accuracy_per_class", None)
-        return {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+        scores = self.scorer.score(images, asked, full=False)
+        result: dict[str, Any] = {"fid": round(scores.fid, 5), "coverage": scores.coverage}
+        if scores.accuracy is not None:
+            result["accuracy"] = round(scores.accuracy, 5)
+        return result
 
     def describe(self, record: dict[str, Any]) -> str:
         classes = len(self.data.class_names)

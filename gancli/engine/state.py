@@ -49,8 +49,8 @@ class EMA:
         weight = 1.0 - self.cfg.ema
         for average, param in zip(self.model.parameters(), generator.parameters(), strict=True):
             average.lerp_(param, weight)
-        for average, buffer in zip(self.model.buffers(), generator.buffers(), strict=True):
-            average.copy_(buffer)
+        for kept, buffer in zip(self.model.buffers(), generator.buffers(), strict=True):
+            kept.copy_(buffer)
 
 
 class TrainState:
