@@ -23,6 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from gancli.engine.runs import RunDir
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
 
@@ -40,6 +42,89 @@ from scenarios import (  # noqa: E402
 )
 
 
+def kill_figures(
+    tmp: Path, data_dir: Path, kills: int, rng: random.Random
+) -> tuple[list[str], RunDir]:
+    """Kill -9 a run at random moments, resume it, and compare with an uninterrupted one;
+    the figures and the uninterrupted run."""
+    started = time.perf_counter()
+    reference = train_to_end(tmp / "reference", data_dir)
+    span = time.perf_counter() - started
+    print(f"reference run: {span:.1f} s")
+    results = []
+    for i in range(kills):
+        # Somewhere in the rest of the run, counted from its first checkpoint.
+        delay = rng.uniform(0.0, span * 0.5)
+        result = kill_and_resume(tmp / f"kill-{i:02d}", data_dir, delay, reference)
+        results.append(result)
+        print(f"kill {i + 1:2d} after {delay:4.1f} s: {result}")
+    with_ckpt = [k for k in results if k.had_checkpoint]
+    lines = [
+        f"- kills that landed while the run was still training: "
+        f"{sum(k.killed for k in results)}/{len(results)}",
+        f"- kills survived (a valid checkpoint left): "
+        f"{sum(k.survived for k in results)}/{len(results)}",
+        f"- resumes bitwise equal to the uninterrupted run: "
+        f"{sum(k.bitwise_equal for k in with_ckpt)}/{len(with_ckpt)} "
+        f"({len(results) - len(with_ckpt)} kills came before the first checkpoint)",
+        f"- kills that left a half-written checkpoint behind (caught mid-write): "
+        f"{sum(k.mid_write for k in results)}",
+    ]
+    return lines, reference
+
+
+def mutant_figure(tmp: Path, good: bytes, count: int, seed: int) -> str:
+    """Damaged copies of a good checkpoint, each given to `gancli inspect`."""
+    refused = 0
+    for name, data in mutants(good, count, seed=seed):
+        path = tmp / "mutant.pt"
+        path.write_bytes(data)
+        result = gancli("inspect", str(path))
+        ok = clean_failure(result.returncode, result.stdout + result.stderr, "")
+        refused += ok
+        print(f"mutant {name}: {'refused' if ok else 'NOT REFUSED'}")
+    return f"- corrupt checkpoints refused with one line, exit 2: {refused}/{count}"
+
+
+def malicious_figure(tmp: Path) -> str:
+    """Checkpoints that run code when unpickled, given to every command that reads one."""
+    executed = 0
+    for how in MALICIOUS_KINDS:
+        work = tmp / f"evil-{how}"
+        run = work / "run"
+        (run / "checkpoints").mkdir(parents=True)
+        evil = run / "checkpoints" / "last.pt"
+        write_malicious(evil, how, work)
+        for command in (
+            ["sample", str(evil)],
+            ["animate", str(run), "--interpolate"],
+            ["inspect", str(run)],
+            ["evaluate", str(run)],
+            ["train", "--resume", str(run)],
+        ):
+            os.chdir(work)
+            gancli(*command)
+        executed += (work / MARKER).exists()
+    os.chdir(ROOT)
+    return (
+        f"- malicious checkpoints that ran code: {executed}/{len(MALICIOUS_KINDS)} "
+        "(each tried through sample, animate, inspect, evaluate and --resume)"
+    )
+
+
+def bad_input_figure(tmp: Path) -> str:
+    """The corpus of bad flags and configs, two commands at a time."""
+    entries = corpus()
+
+    def check(entry: dict) -> bool:
+        result = gancli("train", *corpus_args(entry, tmp))
+        return clean_failure(result.returncode, result.stdout + result.stderr, entry["expect"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        clean = list(pool.map(check, entries))
+    return f"- bad inputs with a one-line error and exit 2: {sum(clean)}/{len(entries)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
@@ -49,82 +134,13 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
     os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
-    rng = random.Random(args.seed)
-    lines = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-
-        started = time.perf_counter()
-        reference = train_to_end(tmp / "reference", data_dir)
-        span = time.perf_counter() - started
-        print(f"reference run: {span:.1f} s")
-
-        kills = []
-        for i in range(args.kills):
-            # Somewhere in the rest of the run, counted from its first checkpoint.
-            delay = rng.uniform(0.0, span * 0.5)
-            result = kill_and_resume(tmp / f"kill-{i:02d}", data_dir, delay, reference)
-            kills.append(result)
-            print(f"kill {i + 1:2d} after {delay:4.1f} s: {result}")
-        with_ckpt = [k for k in kills if k.had_checkpoint]
-        lines += [
-            f"- kills that landed while the run was still training: "
-            f"{sum(k.killed for k in kills)}/{len(kills)}",
-            f"- kills survived (a valid checkpoint left): "
-            f"{sum(k.survived for k in kills)}/{len(kills)}",
-            f"- resumes bitwise equal to the uninterrupted run: "
-            f"{sum(k.bitwise_equal for k in with_ckpt)}/{len(with_ckpt)} "
-            f"({len(kills) - len(with_ckpt)} kills came before the first checkpoint)",
-            f"- kills that left a half-written checkpoint behind (caught mid-write): "
-            f"{sum(k.mid_write for k in kills)}",
-        ]
-
+        lines, reference = kill_figures(tmp, data_dir, args.kills, random.Random(args.seed))
         good = reference.last_checkpoint.read_bytes()
-        refused = 0
-        for name, data in mutants(good, args.mutants, seed=args.seed):
-            path = tmp / "mutant.pt"
-            path.write_bytes(data)
-            result = gancli("inspect", str(path))
-            ok = clean_failure(result.returncode, result.stdout + result.stderr, "")
-            refused += ok
-            print(f"mutant {name}: {'refused' if ok else 'NOT REFUSED'}")
-        lines.append(
-            f"- corrupt checkpoints refused with one line, exit 2: {refused}/{args.mutants}"
-        )
-
-        executed = 0
-        for how in MALICIOUS_KINDS:
-            work = tmp / f"evil-{how}"
-            run = work / "run"
-            (run / "checkpoints").mkdir(parents=True)
-            evil = run / "checkpoints" / "last.pt"
-            write_malicious(evil, how, work)
-            for command in (
-                ["sample", str(evil)],
-                ["animate", str(run), "--interpolate"],
-                ["inspect", str(run)],
-                ["evaluate", str(run)],
-                ["train", "--resume", str(run)],
-            ):
-                os.chdir(work)
-                gancli(*command)
-            executed += (work / MARKER).exists()
-        os.chdir(ROOT)
-        lines.append(
-            f"- malicious checkpoints that ran code: {executed}/{len(MALICIOUS_KINDS)} "
-            "(each tried through sample, animate, inspect, evaluate and --resume)"
-        )
-
-        entries = corpus()
-
-        def check(entry: dict) -> bool:
-            result = gancli("train", *corpus_args(entry, tmp))
-            return clean_failure(result.returncode, result.stdout + result.stderr, entry["expect"])
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            clean = list(pool.map(check, entries))
-        lines.append(f"- bad inputs with a one-line error and exit 2: {sum(clean)}/{len(entries)}")
-
+        lines.append(mutant_figure(tmp, good, args.mutants, args.seed))
+        lines.append(malicious_figure(tmp))
+        lines.append(bad_input_figure(tmp))
     report = "\n".join(
         [f"# Reliability figures ({time.strftime('%Y-%m-%d')}, seed {args.seed})", "", *lines, ""]
     )

@@ -590,9 +590,16 @@ def _verdict(ok: bool) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
+    lines = [*_method_lines(report), *_table_lines(report)]
+    if report["bf16"]:
+        lines += _bf16_lines(report)
+    return "\n".join([*lines, *_target_lines(report), ""])
+
+
+def _method_lines(report: dict[str, Any]) -> list[str]:
     m, start, end = report["machine"], report["peak_at_start"], report["peak_at_end"]
     quick = " (--quick: a smoke run, not a measurement)" if report["quick"] else ""
-    lines = [
+    return [
         f"# Training throughput ({m['date']})",
         "",
         f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs "
@@ -625,6 +632,11 @@ def render(report: dict[str, Any]) -> str:
         "- reference % of peak: the reference's own GFLOP/s over the peak; fp32 bound: the "
         "ratio a loop doing gancli's FLOPs per image would reach at 100% of the peak",
         "",
+    ]
+
+
+def _table_lines(report: dict[str, Any]) -> list[str]:
+    lines = [
         "| preset | gancli img/s | reference img/s | ratio | fp32 bound | MFLOP/img gancli | "
         "MFLOP/img reference | GFLOP/s | % of peak | reference % of peak | peak RSS MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -642,22 +654,29 @@ def render(report: dict[str, Any]) -> str:
             f"{r['achieved_gflops']:.1f} | {100 * r['peak_share']:.1f}% | "
             f"{100 * r['reference_peak_share']:.1f}% | {r['peak_rss']['mb']:.0f} |"
         )
-    if report["bf16"]:
-        lines += [
-            "",
-            "gancli with `--precision bf16` (autocast; this CPU has bf16 units), against the "
-            "same fp32 reference, in the same alternation:",
-            "",
-            "| preset | gancli bf16 img/s | ratio to reference | over gancli fp32 |",
-            "| --- | --- | --- | --- |",
-        ]
-        for r in report["presets"]:
-            rates, median = r["images_per_second"], r["median_images_per_second"]
-            lines.append(
-                f"| {r['preset']} | {_rate(rates['gancli-bf16'], median['gancli-bf16'])} | "
-                f"{r['ratio_bf16']:.2f}x | {median['gancli-bf16'] / median['gancli']:.2f}x |"
-            )
-    lines += ["", "Targets:", ""]
+    return lines
+
+
+def _bf16_lines(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "gancli with `--precision bf16` (autocast; this CPU has bf16 units), against the "
+        "same fp32 reference, in the same alternation:",
+        "",
+        "| preset | gancli bf16 img/s | ratio to reference | over gancli fp32 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in report["presets"]:
+        rates, median = r["images_per_second"], r["median_images_per_second"]
+        lines.append(
+            f"| {r['preset']} | {_rate(rates['gancli-bf16'], median['gancli-bf16'])} | "
+            f"{r['ratio_bf16']:.2f}x | {median['gancli-bf16'] / median['gancli']:.2f}x |"
+        )
+    return lines
+
+
+def _target_lines(report: dict[str, Any]) -> list[str]:
+    lines = ["", "Targets:", ""]
     for r in report["presets"]:
         why = ""
         if r["ratio"] < TARGET_RATIO and r["fp32_ratio_bound"] < TARGET_RATIO:
@@ -674,10 +693,12 @@ def render(report: dict[str, Any]) -> str:
                 f"- {r['preset']}: {100 * r['peak_share']:.1f}% of fp32 peak >= "
                 f"{100 * TARGET_PEAK_SHARE:.0f}% {_verdict(r['peak_share'] >= TARGET_PEAK_SHARE)}"
             )
-    return "\n".join([*lines, ""])
+    return lines
 
 
-def main() -> None:
+def _arguments() -> tuple[argparse.Namespace, Settings, list[str], Path, Path]:
+    """The command line: its arguments, the window settings, the presets, the data root
+    and the report's path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", help="comma-separated preset names (default: all)")
     parser.add_argument("--steps", type=int, help=f"timed G steps per window ({FULL.steps})")
@@ -715,7 +736,11 @@ def main() -> None:
             load_config(name)
         except ConfigError as exc:
             parser.error(str(exc))
+    return args, settings, names, data_dir, out
 
+
+def main() -> None:
+    args, settings, names, data_dir, out = _arguments()
     # SIGTERM as an exception, so that a stopped benchmark stops its gancli train child too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     torch.set_num_threads(args.threads)
@@ -744,6 +769,19 @@ def main() -> None:
                 f"{result['peak_rss']['mb']:.0f} MB [{time.perf_counter() - started:.0f} s]",
                 flush=True,
             )
+    _add_peak_shares(report)
+    report["seconds"] = time.perf_counter() - started
+    report["load_average_at_end"] = os.getloadavg()
+    text = render(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(text)
+    print(f"written: {out} and {out.with_suffix('.json')}")
+
+
+def _add_peak_shares(report: dict[str, Any]) -> None:
+    """The fp32 peak at the end, and each preset's share of the better of the two peaks."""
     report["peak_at_end"] = matmul_peak(PEAK_MATMUL_SIDE, PEAK_REPEATS)
     # Other load on the machine can only make the peak look lower: take the best.
     report["peak_gflops"] = max(report["peak_at_start"]["gflops"], report["peak_at_end"]["gflops"])
@@ -754,14 +792,6 @@ def main() -> None:
         best_rate = report["peak_gflops"] * 1e3 / result["mflop_per_image"]["gancli"]
         result["fp32_ratio_bound"] = best_rate / result["median_images_per_second"]["reference"]
         result["reference_peak_share"] = result["achieved_gflops_reference"] / report["peak_gflops"]
-    report["seconds"] = time.perf_counter() - started
-    report["load_average_at_end"] = os.getloadavg()
-    text = render(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(text)
-    print(f"written: {out} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
