@@ -259,3 +259,31 @@ def test_dcgan_follows_a_folder_of_rgb_images(tmp_path: Path, data_dir: Path) ->
     assert parse_labels(["DOGS"], dogs.class_names) == [1]
     images = next(sample_batches(dogs, SampleRequest(n=4, labels=(1,))))[0]
     assert images.shape == (4, 3, 32, 32)
+
+
+def test_listeners_hear_every_log_line_epoch_and_the_end(tmp_path: Path, data_dir: Path) -> None:
+    from gancli.engine.listeners import EpochEnd, Listener
+
+    heard: list[tuple[str, int]] = []
+
+    class Recorder(Listener):
+        def on_log(self, record: dict[str, Any]) -> None:
+            heard.append(("log", record["step"]))
+
+        def on_epoch_end(self, end: EpochEnd) -> None:
+            assert end.samples.shape == (64, 1, 28, 28) and end.samples.dtype == torch.uint8
+            heard.append(("epoch", end.epoch))
+
+        def on_fit_end(self) -> None:
+            heard.append(("end", 0))
+
+    trainer = new_trainer(
+        tmp_path, "gan-mnist", data_dir, "training.log_every=4", **{"training.epochs": 2}
+    )
+    trainer.listeners.append(Recorder())
+    trainer.fit()
+    # 10 steps per epoch, logged at steps 4 and 8 and at each epoch's end (10, 20)
+    assert heard == [
+        ("log", 4), ("log", 8), ("log", 10), ("epoch", 1),
+        ("log", 12), ("log", 16), ("log", 20), ("epoch", 2), ("end", 0),
+    ]  # fmt: skip

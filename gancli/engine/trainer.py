@@ -328,14 +328,8 @@ class Trainer:
     def fit(self, reporter: Reporter | None = None) -> TrainResult:
         """Train until the planned epochs are done (or a stop signal); rank 0 reports."""
         self.reporter = (reporter if self.is_main else None) or NullReporter()
-        cfg = self.config.training
-        images_per_step = cfg.batch_size * self.config.objective.n_critic
+        images_per_step = self.config.training.batch_size * self.config.objective.n_critic
         start_step = self.step
-        self.reporter.start(self._start_info())
-        for note in self.notes:
-            self.reporter.note(note)
-        clock = self._clock = time.perf_counter()
-        ckpt.restore_rng(self._rng)
         with (
             lock_run(self.run) if self.is_main else nullcontext(),
             self.stops.installed(),
@@ -344,6 +338,11 @@ class Trainer:
         ):
             if self.is_main and self._resume_pending:
                 self._write_resumed_run()
+            self.reporter.start(self._start_info())
+            for note in self.notes:
+                self.reporter.note(note)
+            clock = self._clock = time.perf_counter()
+            ckpt.restore_rng(self._rng)
             try:
                 last = self._train_epochs(images_per_step)
             finally:

@@ -85,7 +85,9 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_checkpoints_prints_how_to_resume_and_exits(
     tmp_path: Path, data_dir: Path, signum: int, code: int
 ) -> None:
