@@ -178,3 +178,38 @@ def test_class_batch_norm_gives_each_class_its_scale_and_shift() -> None:
     synced = nn.SyncBatchNorm.convert_sync_batchnorm(g)
     wrapped = [m for m in synced.modules() if isinstance(m, ClassBatchNorm2d)]
     assert len(wrapped) == 2 and all(isinstance(m.norm, nn.SyncBatchNorm) for m in wrapped)
+
+
+def test_minibatch_stddev_by_hand() -> None:
+    from gancli.engine.models import MinibatchStdDev
+
+    x = torch.tensor([0.0, 1.0, 2.0, 5.0]).view(4, 1, 1, 1).expand(4, 2, 2, 2).contiguous()
+    out = MinibatchStdDev(group=2)(x)
+    assert out.shape == (4, 3, 2, 2) and torch.equal(out[:, :2], x)
+    # groups take every second sample: {0, 2} (std 1) and {1, 5} (std 2)
+    assert torch.allclose(out[:, 2, 0, 0], torch.tensor([1.0, 2.0, 1.0, 2.0]), atol=1e-4)
+    # channels-last in, channels-last out, and the same numbers
+    cl = MinibatchStdDev(group=2)(x.contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.allclose(cl, out)
+    # 3 samples do not split into groups of 2: groups of 1, no spread at all
+    assert torch.allclose(MinibatchStdDev(group=2)(x[:3])[:, 2], torch.zeros(3, 2, 2), atol=1e-3)
+    flat = MinibatchStdDev(group=4)(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [2.0, 4.0]]))
+    # per feature over the 4 samples: std 1 and std sqrt(3), averaged
+    assert torch.allclose(flat[:, 2], torch.full((4,), (1 + 3**0.5) / 2), atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_minibatch_stddev_in_d_mixes_samples(arch: str) -> None:
+    from gancli.engine.models import mixes_samples
+
+    cfg = ModelConfig(arch=arch, d_norm="none", d_mbstd=True)
+    _, d = build_models(cfg, (1, 28, 28), 10)
+    assert mixes_samples(d)
+    assert not mixes_samples(
+        build_models(ModelConfig(arch=arch, d_norm="none"), (1, 28, 28), 10)[1]
+    )
+    x = torch.randn(8, 1, 28, 28)
+    others_changed = x.clone()
+    others_changed[1:] = 0.0  # sample 0 as it was, the rest of its batch alike
+    with torch.no_grad():
+        assert d(x)[0].item() != pytest.approx(d(others_changed)[0].item(), abs=1e-6)

@@ -4,7 +4,9 @@ carries everything the next step depends on."""
 from __future__ import annotations
 
 import copy
+import math
 
+import pytest
 import torch
 
 from gancli.engine.config import load_config
@@ -79,7 +81,7 @@ def test_ema_is_the_decayed_average_and_copies_buffers() -> None:
         for p in s.generator.parameters():
             p.add_(1.0)
         s.generator.net[1].running_mean.fill_(3.0)  # a batch-norm buffer
-    s.ema.update(s.generator)
+    s.ema.update(s.generator, images_seen=128)
     for old, new, average in zip(before, snapshot(s.generator), snapshot(s.ema.model), strict=True):
         assert torch.allclose(average, 0.75 * old + 0.25 * new)
     assert torch.all(s.ema.model.net[1].running_mean == 3.0)
@@ -88,3 +90,30 @@ def test_ema_is_the_decayed_average_and_copies_buffers() -> None:
 def test_without_ema_samples_come_from_g() -> None:
     s = state("gan-mnist")
     assert s.ema is None and s.sampler is s.generator
+
+
+def test_ema_ramp_up_caps_the_half_life_by_images_seen() -> None:
+    s = state("dcgan-mnist", "training.ema=0.999", "training.ema_rampup=0.05")
+    assert s.ema is not None
+    # decay 0.999 per step of 128 images: a half-life of 128 ln 0.5 / ln 0.999 = 88,678 images
+    halflife = 128 * math.log(0.5) / math.log(0.999)
+    assert halflife == pytest.approx(88_678, abs=1)
+    # after 10,000 images the ramp allows 500: each step keeps 0.5 ** (128 / 500) of the average
+    assert s.ema.decay(10_000) == pytest.approx(0.5 ** (128 / 500))
+    assert s.ema.decay(128) == pytest.approx(0.5**20)  # the first step: almost all new
+    assert s.ema.decay(10**8) == pytest.approx(0.999)  # late in training: the decay itself
+    plain = state("dcgan-mnist", "training.ema=0.999")
+    assert plain.ema is not None and plain.ema.decay(128) == 0.999
+
+
+def test_a_relativistic_step_with_every_regulariser() -> None:
+    s = state(
+        "dcgan-mnist",
+        "objective.loss=rpgan", "objective.r1=1", "objective.r2=1", "objective.reg_every=2",
+        "model.d_norm=none", "model.d_mbstd=true", "training.augment=translation,cutout",
+    )  # fmt: skip
+    assert not s.joint_d_pass  # minibatch stddev: real and fake in separate passes
+    for seed in range(3):
+        stats = s.step(iter(batches(1, seed=seed)))
+        assert torch.isfinite(stats).all()
+    assert s.steps == 3

@@ -117,9 +117,22 @@ def assert_bitwise_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert not different, f"differ after resume: {different[:5]}"
 
 
+MODERN = [
+    "objective.loss=rpgan", "objective.r1=0.5", "objective.r2=0.5", "objective.reg_every=3",
+    "model.d_norm=none", "model.d_mbstd=true", "training.ema=0.99", "training.ema_rampup=0.05",
+    "training.augment=translation,cutout,color",
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("preset", "sets"),
-    [("dcgan-mnist", ["training.ema=0.99"]), ("wgan-gp-mnist", []), ("cgan-mnist", [])],
+    [
+        ("dcgan-mnist", ["training.ema=0.99"]),
+        ("wgan-gp-mnist", []),
+        ("cgan-mnist", []),
+        ("dcgan-mnist", MODERN),
+    ],
+    ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment"],
 )
 def test_resume_is_bitwise_exact(
     tmp_path: Path, data_dir: Path, preset: str, sets: list[str]

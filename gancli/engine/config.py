@@ -62,6 +62,14 @@ class ModelConfig:
     d_dropout: float = option(
         0.0, "dropout rate after each hidden layer of an mlp D (Goodfellow et al. 2014)", ge=0, lt=1
     )
+    d_mbstd: bool = option(
+        False,
+        "minibatch standard deviation before D's last layer: D sees how much a group of "
+        "samples varies (Karras et al. 2018), against mode collapse",
+    )
+    d_mbstd_group: int = option(
+        4, "samples per group of the minibatch standard deviation", ge=2, le=256
+    )
     init: Literal["dcgan", "default"] = option(
         "dcgan", "dcgan: weights N(0, 0.02); default: torch's"
     )
@@ -69,12 +77,28 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    loss: Literal["minimax", "nonsaturating", "wgan-clip", "wgan-gp", "hinge"] = option(
+    loss: Literal["minimax", "nonsaturating", "wgan-clip", "wgan-gp", "hinge", "rpgan"] = option(
         "nonsaturating", "adversarial objective"
     )
     n_critic: int = option(1, "D steps per G step", ge=1, le=100)
     clip: float = option(0.01, "weight clipping bound for wgan-clip", gt=0, le=10)
     gp_weight: float = option(10.0, "gradient penalty weight (lambda) for wgan-gp", ge=0, le=1e4)
+    r1: float = option(
+        0.0,
+        "gamma of R1, (gamma / 2) E||grad D(x)||^2 on real images (Mescheder et al. 2018); 0: off",
+        ge=0,
+        le=1e4,
+    )
+    r2: float = option(
+        0.0, "gamma of R2, the same penalty on generated images; 0: off", ge=0, le=1e4
+    )
+    reg_every: int = option(
+        1,
+        "D steps between R1/R2 penalties, their weight multiplied by as much (lazy "
+        "regularisation, Karras et al. 2020)",
+        ge=1,
+        le=1000,
+    )
     real_label: float = option(
         1.0, "target for real images in BCE losses (0.9: smoothing)", gt=0, le=1
     )
@@ -95,6 +119,18 @@ class TrainingConfig:
     batch_size: int = option(128, "real images per D step", ge=2, le=65_536)
     seed: int = option(0, "seed for weights, noise and batch order", ge=0, le=2**63 - 1)
     ema: float = option(0.0, "EMA decay of G's weights per G step; 0 turns EMA off", ge=0, lt=1)
+    ema_rampup: float = option(
+        0.0,
+        "the EMA's half-life is at most this fraction of the images G has trained on "
+        "(a ramp-up); 0: the decay alone",
+        ge=0,
+        le=1,
+    )
+    augment: str = option(
+        "none",
+        "DiffAugment of everything D sees, real and fake: none, or a comma-separated list "
+        "of translation, cutout, color",
+    )
     log_every: int = option(50, "G steps between lines in metrics.jsonl", ge=1, le=1_000_000)
     save_every: int = option(0, "epochs between kept checkpoints; 0 keeps only last.pt", ge=0)
     grid_size: int = option(64, "images in each epoch's grid (unconditional)", ge=1, le=1024)
@@ -344,7 +380,27 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
     return value
 
 
+AUGMENTATIONS = ("translation", "cutout", "color")
+
+
+def augment_policy(text: str) -> tuple[str, ...]:
+    """'translation, cutout' -> ('translation', 'cutout'); 'none' or '' -> ()."""
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if names in ((), ("none",)):
+        return ()
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ConfigError(
+            f"training.augment: unknown augmentation {unknown[0]!r}; use none or a list of "
+            f"{', '.join(AUGMENTATIONS)}"
+        )
+    return names
+
+
 def _check_combinations(config: Config) -> None:
+    augment_policy(config.training.augment)
+    if config.training.ema_rampup and not config.training.ema:
+        raise ConfigError("training.ema_rampup: needs an EMA to ramp up; set training.ema too")
     if config.data.channels == 2:
         raise ConfigError("data.channels: must be 1 (grey) or 3 (RGB), got 2")
     if config.model.g_norm == "class-batch" and not (

@@ -27,7 +27,7 @@ from gancli.engine.config import (
 )
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
-from gancli.engine.models import ClassBatchNorm2d, build_models
+from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
 from gancli.engine.runs import RunDir
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -279,6 +279,8 @@ def layer_name(module: nn.Module) -> str:
         return f"LayerNorm({module.normalized_shape[0]})"
     if isinstance(module, nn.LeakyReLU):
         return f"LeakyReLU({module.negative_slope})"
+    if isinstance(module, MinibatchStdDev):
+        return f"MinibatchStdDev(group {module.group})"
     return name
 
 

@@ -2,7 +2,8 @@
 
 One object per adversarial objective. The trainer only calls `d_loss`, `g_loss`,
 `penalty` and `after_d_step`, so adding an objective never touches the loop.
-All discriminator outputs are raw scores (logits for the BCE objectives).
+All discriminator outputs are raw scores (logits for the BCE objectives). The zero-centred
+gradient penalties R1 and R2 (objective.r1, objective.r2) go with any objective.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Objective:
 
     #: True when D's output is a logit whose sigmoid is the probability "real".
     probabilistic = False
+    #: True when G's loss compares D's scores of fakes with those of the reals beside them.
+    relativistic = False
 
     def __init__(self, cfg: ObjectiveConfig):
         self.cfg = cfg
@@ -26,7 +29,8 @@ class Objective:
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss; `d_real` (D's scores of a real batch) is given to relativistic objectives."""
         raise NotImplementedError
 
     def penalty(
@@ -35,8 +39,20 @@ class Objective:
         real: torch.Tensor,
         fake: torch.Tensor,
         labels: torch.Tensor,
+        d_step: int,
     ) -> torch.Tensor | None:
-        return None
+        """What is added to D's loss at D step `d_step` (counted from 0 over the whole run):
+        R1 and R2, on every `reg_every`-th step with their weight scaled by `reg_every`
+        (lazy regularisation, Karras et al. 2020, section 3.1)."""
+        cfg = self.cfg
+        if not (cfg.r1 or cfg.r2) or d_step % cfg.reg_every:
+            return None
+        terms = [
+            zero_centred_penalty(discriminator, images, labels) * (gamma * cfg.reg_every)
+            for gamma, images in ((cfg.r1, real), (cfg.r2, fake))
+            if gamma
+        ]
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
     def after_d_step(self, discriminator: nn.Module) -> None:
         return None
@@ -44,6 +60,17 @@ class Objective:
     def score(self, d_out: torch.Tensor) -> torch.Tensor:
         """What is logged as D(x) and D(G(z)): a probability, or the critic's raw value."""
         return torch.sigmoid(d_out) if self.probabilistic else d_out
+
+
+def zero_centred_penalty(
+    discriminator: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """0.5 E[||grad_x D(x)||^2] over `images`: R1 on reals, R2 on fakes (Mescheder et al.
+    2018, eq. 9, with their gamma / 2 convention; the weight gamma is applied by the caller)."""
+    images = images.detach().requires_grad_(True)
+    out = discriminator(images, labels)
+    (grad,) = torch.autograd.grad(out.sum(), images, create_graph=True)
+    return 0.5 * grad.square().flatten(1).sum(1).mean()
 
 
 class _BCE(Objective):
@@ -59,14 +86,14 @@ class _BCE(Objective):
 class Minimax(_BCE):
     """Goodfellow et al. 2014: G minimises log(1 - D(G(z))), which saturates early on."""
 
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
         return -F.softplus(d_fake).mean()  # log(1 - sigmoid(x)) = -softplus(x)
 
 
 class NonSaturating(_BCE):
     """Goodfellow et al. 2014, section 3: G minimises -log D(G(z)) for stronger early gradients."""
 
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
         return F.softplus(-d_fake).mean()  # -log(sigmoid(x)) = softplus(-x)
 
 
@@ -74,7 +101,7 @@ class _Wasserstein(Objective):
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         return d_fake.mean() - d_real.mean()
 
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
         return -d_fake.mean()
 
 
@@ -97,6 +124,7 @@ class WassersteinGP(_Wasserstein):
         real: torch.Tensor,
         fake: torch.Tensor,
         labels: torch.Tensor,
+        d_step: int,
     ) -> torch.Tensor:
         # One mixing weight per sample, broadcast over every other dimension.
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
@@ -106,7 +134,9 @@ class WassersteinGP(_Wasserstein):
         out = discriminator(mixed, labels)
         (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
         norm = grad.flatten(1).norm(2, dim=1)
-        return self.cfg.gp_weight * (norm - 1.0).pow(2).mean()
+        gp = self.cfg.gp_weight * (norm - 1.0).pow(2).mean()
+        zero_centred = super().penalty(discriminator, real, fake, labels, d_step)
+        return gp if zero_centred is None else gp + zero_centred
 
 
 class Hinge(Objective):
@@ -115,8 +145,25 @@ class Hinge(Objective):
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
 
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
         return -d_fake.mean()
+
+
+class RelativisticPairing(Objective):
+    """RpGAN (Jolicoeur-Martineau 2019; Huang et al. 2024, eq. 2): each real is paired with
+    a fake and D learns by how much the real one is more real: softplus(-(D(x) - D(G(z))))
+    for D, softplus(-(D(G(z)) - D(x))) for G. No fake can win by landing in a region D
+    rates highly for every sample, which discourages mode dropping. Best with R1 and R2."""
+
+    relativistic = True
+
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(d_fake - d_real).mean()
+
+    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
+        if d_real is None:
+            raise ValueError("rpgan's generator loss needs D's scores of a real batch")
+        return F.softplus(d_real - d_fake).mean()
 
 
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -125,6 +172,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "wgan-clip": WassersteinClip,
     "wgan-gp": WassersteinGP,
     "hinge": Hinge,
+    "rpgan": RelativisticPairing,
 }
 
 

@@ -66,6 +66,9 @@ class MLPDiscriminator(nn.Module):
             if cfg.d_dropout:
                 layers += [nn.Dropout(cfg.d_dropout)]
             fan_in = width
+        if cfg.d_mbstd:
+            layers += [MinibatchStdDev(cfg.d_mbstd_group)]
+            fan_in += 1
         layers += [nn.Linear(fan_in, 1)]
         self.net = nn.Sequential(*layers)
         self.embed = nn.Linear(self.num_classes, fan_in, bias=False) if projected else None
@@ -192,6 +195,10 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             width *= 2
+        if cfg.d_mbstd:
+            # width x base x base -> (width + 1) x base x base
+            layers += [MinibatchStdDev(cfg.d_mbstd_group)]
+            width += 1
         # width x base x base -> 1 x 1 x 1
         layers += [nn.Conv2d(width, 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
@@ -203,6 +210,46 @@ class DCGANDiscriminator(nn.Module):
             maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
         return _project(self.net, self.embed, x, labels, self.num_classes)
+
+
+class MinibatchStdDev(nn.Module):
+    """One more feature for D: how much the samples of a small group differ from each other
+    (Karras et al. 2018, section 3). The standard deviation of every feature over the group,
+    averaged into one number, is given to each member of the group (as a constant map for
+    convolutional features). A collapsed G makes groups of near-equal fakes, which D then
+    tells apart from real groups at a glance, so G is pushed to vary its samples.
+
+    Groups take every (N / group)-th sample, so a batch that is not divisible by `group`
+    uses the largest group size that divides it.
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        g = next(size for size in range(min(self.group, n), 0, -1) if n % size == 0)
+        # Every feature of a sample, in memory order (the average over them does not care
+        # which order): a view for channels-last maps too.
+        flat = x.permute(0, 2, 3, 1) if _channels_last(x) else x
+        grouped = flat.reshape(g, n // g, -1)  # grouped[a, b] is sample a * (n / g) + b
+        # The variance written out: Tensor.var over a leading dimension of a few samples
+        # ran ~6x slower here (40 ms forward and backward on 128 x 128 x 7 x 7).
+        centred = grouped - grouped.mean(dim=0)
+        std = (centred.square().mean(dim=0) + 1e-8).sqrt().mean(dim=1)
+        std = std.repeat(g)  # sample i belongs to group i % (n / g)
+        shape = (n, 1, *x.shape[2:])
+        feature = std.view(n, *([1] * (x.dim() - 1))).expand(shape).to(x.dtype)
+        if _channels_last(x):
+            # torch.cat takes its layout from its inputs: an expanded map would make the
+            # output, and the gradient flowing back into D, NCHW (element-wise backward
+            # kernels run many times slower on mixed layouts).
+            feature = feature.contiguous(memory_format=torch.channels_last)
+        return torch.cat([x, feature], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
 
 
 def dcgan_geometry(size: int) -> tuple[int, int]:
@@ -248,6 +295,13 @@ def build_models(
 
 def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def mixes_samples(module: nn.Module) -> bool:
+    """Whether a sample's output depends on the other samples of its batch (batch norm,
+    minibatch standard deviation): then real and fake must not share one forward pass."""
+    kinds = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
+    return any(isinstance(m, kinds) for m in module.modules())
 
 
 def has_convolutions(module: nn.Module) -> bool:
@@ -306,6 +360,10 @@ def _project(
     embedded = embed(_one_hot(labels, num_classes, x)).view(features.shape)
     inner = embedded.contiguous(memory_format=layout) * features
     return score + inner.sum(dim=tuple(range(1, inner.dim())))
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _scaled(width: int, multiplier: float) -> int:

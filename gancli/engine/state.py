@@ -4,8 +4,8 @@ Everything one GAN training step changes: G, D, the moving average of G, both op
 and loss scalers, and the objective that says what the losses are. `step` is the whole
 algorithm, readable top to bottom: n_critic D steps, then one G step, then the average.
 It never asks which family or objective it trains: the models take (input, labels), the
-objective supplies the losses, its penalty and what happens after a D step, and
-`n_critic` is data.
+objective supplies the losses, its penalties and what happens after a D step, the
+augmentation (training.augment) is applied to whatever D sees, and `n_critic` is data.
 
 Epochs, checkpoints, signals and the run directory are the run driver's (trainer.py).
 """
@@ -13,6 +13,7 @@ Epochs, checkpoints, signals and the run directory are the run driver's (trainer
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -21,10 +22,11 @@ import torch
 from torch import nn
 
 from gancli.engine import distributed
+from gancli.engine.augment import Augment
 from gancli.engine.config import Config, TrainingConfig
 from gancli.engine.errors import CheckpointError
 from gancli.engine.losses import build_objective
-from gancli.engine.models import build_models, has_batch_norm, has_convolutions
+from gancli.engine.models import build_models, has_convolutions, mixes_samples
 from gancli.engine.runtime import RuntimeOptions, autocast, compiled, grad_scaler
 
 #: What `TrainState.step` returns, in this order (means over the step's batch).
@@ -37,16 +39,30 @@ class EMA:
     """An exponential moving average of G's weights, sampled from instead of G itself.
 
     The average smooths out the step-to-step wobble of adversarial training; buffers
-    (batch-norm statistics) are not averaged but copied from G.
+    (batch-norm statistics) are not averaged but copied from G. With training.ema_rampup,
+    the average's half-life (in images) is at most that fraction of the images G has
+    been trained on (Karras et al. 2020, "Training generative adversarial networks with
+    limited data", appendix B.1), so that early in a run it does not hold on to the
+    untrained G.
     """
 
     def __init__(self, generator: nn.Module, cfg: TrainingConfig):
         self.cfg = cfg
         self.model = copy.deepcopy(generator).requires_grad_(False)
 
+    def decay(self, images_seen: int) -> float:
+        """How much of the old average a step keeps, after G has seen `images_seen`."""
+        cfg = self.cfg
+        if not cfg.ema_rampup:
+            return cfg.ema
+        # the half-life of `ema` per step of batch_size images, capped by the ramp
+        halflife = cfg.batch_size * math.log(0.5) / math.log(cfg.ema)
+        halflife = min(halflife, cfg.ema_rampup * images_seen)
+        return 0.5 ** (cfg.batch_size / max(halflife, 1e-8))
+
     @torch.no_grad()
-    def update(self, generator: nn.Module) -> None:
-        weight = 1.0 - self.cfg.ema
+    def update(self, generator: nn.Module, images_seen: int) -> None:
+        weight = 1.0 - self.decay(images_seen)
         for average, param in zip(self.model.parameters(), generator.parameters(), strict=True):
             average.lerp_(param, weight)
         for kept, buffer in zip(self.model.buffers(), generator.buffers(), strict=True):
@@ -85,8 +101,10 @@ class TrainState:
         # different scales, and each scaler's update follows its own optimiser's step.
         self.scaler_g = grad_scaler(device, options.precision)
         self.scaler_d = grad_scaler(device, options.precision)
-        # Without batch norm, D sees real and fake in one pass: same maths, better matmuls.
-        self.joint_d_pass = not has_batch_norm(self.discriminator)
+        self.augment = Augment(config.training.augment)
+        # Unless D compares the samples of a batch (batch norm, minibatch standard
+        # deviation), it sees real and fake in one pass: same maths, better matmuls.
+        self.joint_d_pass = not mixes_samples(self.discriminator)
         self.steps = 0  # G steps taken
         # What the step calls: G and D in DDP when distributed, compiled with --compile;
         # and for the G step the plain D, since through DDP its forward would prepare a
@@ -113,14 +131,15 @@ class TrainState:
         n_critic = self.config.objective.n_critic
         for k in range(n_critic):
             real, labels = next(batches)
-            real = real.contiguous(memory_format=self.memory_format)
+            real = self.augment(real.contiguous(memory_format=self.memory_format))
             # Only the last critic step's fakes feed the G step, so only they keep a graph.
             fake = self._generate(labels, keep_graph=k == n_critic - 1)
-            loss_d, d_real, d_fake = self._d_step(real, fake, labels)
-        loss_g = self._g_step(fake, labels)
-        if self.ema is not None:
-            self.ema.update(self.generator)
+            d_step = self.steps * n_critic + k  # counted over the whole run
+            loss_d, d_real, d_fake = self._d_step(real, fake, labels, d_step)
+        loss_g = self._g_step(real, fake, labels)
         self.steps += 1
+        if self.ema is not None:
+            self.ema.update(self.generator, self.steps * self.config.training.batch_size)
         with torch.no_grad():
             score = self.objective.score
             return torch.stack(
@@ -128,12 +147,13 @@ class TrainState:
             )
 
     def _generate(self, labels: torch.Tensor, keep_graph: bool) -> torch.Tensor:
+        """Fakes for `labels`, as D sees them (augmented like the reals)."""
         z = torch.randn(labels.shape[0], self.config.model.z_dim, device=self.device)
         with torch.set_grad_enabled(keep_graph), self._autocast():
-            return self.g_train(z, labels)
+            return self.augment(self.g_train(z, labels))
 
     def _d_step(
-        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, d_step: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One D update on a real batch and G's fakes; returns its loss and raw scores.
 
@@ -158,25 +178,32 @@ class TrainState:
         # - plain D, not DDP's wrapper: its gradients flow into the same parameters in
         #   loss_d's backward, where autograd sums all contributions before DDP's
         #   all-reduce hook fires, once, with the full gradient.
-        penalty = self.objective.penalty(self.discriminator, real, fake.float(), labels)
+        penalty = self.objective.penalty(
+            self.discriminator, real.float(), fake.float(), labels, d_step
+        )
         if penalty is not None:
             loss_d = loss_d + penalty
         _optimise(loss_d, self.opt_d, self.scaler_d)
         self.objective.after_d_step(self.discriminator)  # e.g. clipping: alike on every rank
         return loss_d, d_real, d_fake
 
-    def _g_step(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _g_step(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One G update through the frozen D; returns G's loss.
 
         D's weight gradients would be thrown away here: they are not computed. G's
         gradients are all-reduced by DDP(G), whose forward built the graph this backward
-        runs through.
+        runs through. A relativistic objective compares with D's scores of the last real
+        batch, taken again with the D just updated.
         """
         self.discriminator.requires_grad_(False)
         try:
             with self._autocast():
-                d_fake = self.d_frozen(fake, labels)
-            loss_g = self.objective.g_loss(d_fake.float())
+                d_fake = self.d_frozen(fake, labels).float()
+                d_real = None
+                if self.objective.relativistic:
+                    with torch.no_grad():
+                        d_real = self.d_frozen(real, labels).float()
+            loss_g = self.objective.g_loss(d_fake, d_real)
             _optimise(loss_g, self.opt_g, self.scaler_g)
         finally:
             self.discriminator.requires_grad_(True)
