@@ -1,9 +1,12 @@
-"""Usage: python benchmarks/quality.py [--epochs 5] [--n 10000] [--presets gan-mnist,cgan-mnist]
+"""Usage: python benchmarks/quality.py [--presets dcgan-mnist,dcgan-digits:1] [--epochs 5]
 
-Sample quality of the MNIST presets after a fixed number of epochs on this machine:
-each preset is trained from scratch with its own seed, then scored by `gancli evaluate`'s
-engine with n samples against the MNIST test split, beside the real-data floor (real
-training images scored the same way). Writes benchmarks/results/quality.md and .json.
+Sample quality of presets on this machine: each is trained from scratch with its own seed
+for its own number of epochs (or `--epochs`, or `preset:epochs`), then scored by
+`gancli evaluate`'s engine with n samples against its dataset's held-out images, beside
+the real-data floor (real training images scored the same way). For presets that augment
+D's inputs, a leak check asks whether samples look augmented (see `augmentation_leak`).
+Writes benchmarks/results/quality.md and quality.json; a run whose config and epochs
+match is reused with --reuse.
 """
 
 from __future__ import annotations
@@ -13,52 +16,64 @@ import json
 import os
 import platform
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
+from gancli.engine.augment import Augment
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
+from gancli.engine.data import to_unit_range
+from gancli.engine.evaluator import evaluation_splits
 from gancli.engine.options import RuntimeOptions
-from gancli.engine.sampling import load_generator
-from gancli.engine.scoring import EvalRequest, evaluate
+from gancli.engine.sampling import TrainedGenerator, load_generator
+from gancli.engine.scoring import EvalRequest, evaluate, generated_images
 from gancli.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MNIST_PRESETS = ("gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist")
-COLUMNS = ("FID", "FID/floor", "KID x1000", "precision", "recall", "coverage", "accuracy")
+COLUMNS = (
+    "FID", "FID/floor", "KID x1000", "precision", "recall", "coverage", "class shares",
+    "read clearly", "class accuracy",
+)  # fmt: skip
 
 
-def _row(scores: dict, floor_fid: float) -> list[str]:
-    accuracy = f"{100 * scores['accuracy']:.1f}%" if "accuracy" in scores else "-"
-    return [
-        f"{scores['fid']:.3f}",
-        f"{scores['fid'] / floor_fid:.1f}x",
-        f"{1000 * scores['kid']:.2f}",
-        f"{100 * scores['precision']:.1f}%",
-        f"{100 * scores['recall']:.1f}%",
-        f"{scores['coverage']}/10",
-        accuracy,
-    ]
+def parse_spec(spec: str, epochs: int | None) -> tuple[str, int | None]:
+    """'dcgan-digits:1' -> ('dcgan-digits', 1); 'dcgan-mnist' -> (name, --epochs or None)."""
+    name, _, count = spec.partition(":")
+    return name.strip(), int(count) if count else epochs
 
 
-def run_preset(preset: str, args: argparse.Namespace, out: Path) -> dict:
+def run_preset(spec: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Train the preset (or, with --reuse, take its finished run) and evaluate it."""
-    config = load_config(preset, [], {"training.epochs": args.epochs})
-    finished = out / f"{preset}-001" / "checkpoints" / "last.pt"
+    preset, epochs = parse_spec(spec, args.epochs)
+    config = load_config(preset, [], {"training.epochs": epochs})
+    label = f"{preset}-{config.training.epochs}ep"
+    finished = out / f"{label}-001" / "checkpoints" / "last.pt"
     if args.reuse and _trained_as(finished, config):
         checkpoint = finished
     else:
         options = RuntimeOptions(data_dir=args.data_dir, threads=args.threads)
-        trainer = Trainer.new(config, options, preset_name=preset, out=str(out))
+        trainer = Trainer.new(config, options, preset_name=preset, out=str(out), name=label)
         trainer.fit()
         checkpoint = trainer.run.last_checkpoint
-    minutes = load_checkpoint(checkpoint)["elapsed"] / 60  # training time, grids included
+    state = load_checkpoint(checkpoint)
+    minutes = state["elapsed"] / 60  # training time, grids and checkpoints included
     trained = load_generator(checkpoint)
     report = evaluate(trained, EvalRequest(n=args.n, seed=args.seed), args.data_dir).to_dict()
-    report.update(preset=preset, minutes=round(minutes, 2), run=str(checkpoint.parents[1]))
-    print(f"{preset}: {minutes:.1f} min, FID {report['model']['fid']:.3f}", flush=True)
+    report.update(
+        preset=preset,
+        epochs=config.training.epochs,
+        minutes=round(minutes, 2),
+        run=str(checkpoint.parents[1]),
+    )
+    if config.training.augment != "none":
+        report["leak"] = augmentation_leak(trained, args)
+    print(f"{spec}: {minutes:.1f} min, FID {report['model']['fid']:.3f}", flush=True)
     return report
 
 
@@ -74,40 +89,134 @@ def _trained_as(checkpoint: Path, config: Config) -> bool:
     return bool(state["epoch"] == config.training.epochs and saved == wanted)
 
 
-def write_results(reports: list[dict], args: argparse.Namespace) -> str:
+# --------------------------------------------------------------------------- leaks
+
+
+def augmentation_leak(trained: TrainedGenerator, args: argparse.Namespace) -> dict[str, float]:
+    """Do the samples carry the augmentation D was trained on (a "leak")?
+
+    A small CNN learns to tell augmented real training images from plain ones; it is then
+    shown held-out real images and the generator's samples. Without a leak, samples are
+    called "augmented" about as often as plain real images are, and far less often than
+    augmented ones.
+    """
+    torch.manual_seed(args.seed)
+    augment = Augment(trained.config.training.augment)
+    train, heldout = evaluation_splits(trained.config.data, args.data_dir)
+    detector = _train_detector(to_unit_range(train.images[:20_000]), augment)
+    plain = to_unit_range(heldout.images[:2_000])
+    fakes, _ = generated_images(trained, 2_000, args.seed)
+    with torch.no_grad():
+        rate = {
+            "real": _augmented_share(detector, plain),
+            "augmented real": _augmented_share(detector, augment(plain)),
+            "samples": _augmented_share(detector, to_unit_range(fakes)),
+        }
+    return {k: round(v, 4) for k, v in rate.items()}
+
+
+def _train_detector(images: torch.Tensor, augment: Augment, steps: int = 600) -> nn.Module:
+    channels = images.shape[1]
+    net = nn.Sequential(
+        nn.Conv2d(channels, 32, 3, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 64, 3, 2, 1), nn.LeakyReLU(0.2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 1),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = images[torch.randint(0, len(images), (128,))]
+        x = torch.cat([batch, augment(batch)])
+        y = torch.cat([torch.zeros(128), torch.ones(128)])
+        loss = nn.functional.binary_cross_entropy_with_logits(net(x).view(-1), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net.eval()
+
+
+def _augmented_share(detector: nn.Module, images: torch.Tensor) -> float:
+    return float((detector(images).view(-1) > 0).float().mean())
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _row(scores: dict, floor_fid: float, classes: int) -> list[str]:
+    shares = scores.get("class_shares") or []
+    spread = f"{100 * min(shares):.1f}-{100 * max(shares):.1f}%" if shares else "-"
+    accuracy = f"{100 * scores['accuracy']:.1f}%" if "accuracy" in scores else "-"
+    return [
+        f"{scores['fid']:.3f}",
+        f"{scores['fid'] / floor_fid:.1f}x",
+        f"{1000 * scores['kid']:.2f}",
+        f"{100 * scores['precision']:.1f}%",
+        f"{100 * scores['recall']:.1f}%",
+        f"{scores['coverage']}/{classes}",
+        spread,
+        f"{100 * scores.get('confident', float('nan')):.1f}%",
+        accuracy,
+    ]
+
+
+def _table(reports: list[dict]) -> list[str]:
     floor = reports[0]["floor"]
+    classes = len(reports[0]["class_names"])
     header = ["preset", "epochs", "minutes", *COLUMNS]
     lines = [
-        f"# Sample quality after {args.epochs} epochs (n={args.n}, seed {args.seed})",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}. "
-        "Features: gancli's shipped MNIST evaluator "
-        f"(sha256 {reports[0]['evaluator_sha256'][:12]}, "
-        f"{100 * reports[0]['evaluator_accuracy']:.2f}% on the test split); reference: "
-        f"{reports[0]['reference']}. Minutes include the per-epoch grids and checkpoints.",
+        f"### {reports[0]['dataset']} (reference: {reports[0]['reference']}; evaluator sha256 "
+        f"{reports[0]['evaluator_sha256'][:12]}, {100 * reports[0]['evaluator_accuracy']:.2f}% "
+        "on held-out images)",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for r in reports:
-        cells = [
-            r["preset"],
-            str(args.epochs),
-            f"{r['minutes']:.1f}",
-            *_row(r["model"], floor["fid"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    floor_cells = ["real MNIST train (floor)", "-", "-", *_row(floor, floor["fid"])]
+    for r in sorted(reports, key=lambda r: r["model"]["fid"]):
+        cells = [r["preset"], str(r["epochs"]), f"{r['minutes']:.1f}"]
+        lines.append("| " + " | ".join([*cells, *_row(r["model"], floor["fid"], classes)]) + " |")
+    floor_cells = ["real training images (floor)", "-", "-", *_row(floor, floor["fid"], classes)]
     lines.append("| " + " | ".join(floor_cells) + " |")
-    best = sorted(reports, key=lambda r: r["model"]["fid"])
-    lines += ["", "Ranking by FID: " + " < ".join(r["preset"] for r in best)]
-    misses = [r["preset"] for r in reports if r["model"]["fid"] > 10 * floor["fid"]]
-    lines.append(
-        "Target FID within 10x of the floor: "
-        + (f"missed by {', '.join(misses)}" if misses else "met by every preset")
-    )
-    table = "\n".join(lines) + "\n"
+    leaks = [r for r in reports if "leak" in r]
+    if leaks:
+        lines += ["", "Augmentation leak check (share called augmented by a detector):", ""]
+        for r in leaks:
+            leak = r["leak"]
+            lines.append(
+                f"- {r['preset']} ({load_config(r['preset']).training.augment}): real "
+                f"{100 * leak['real']:.1f}%, augmented real {100 * leak['augmented real']:.1f}%, "
+                f"samples {100 * leak['samples']:.1f}%"
+            )
+    return [*lines, ""]
+
+
+def merged(reports: list[dict]) -> list[dict]:
+    """Earlier results (quality.json) with this run's in place of the same preset and
+    epochs, so that presets can be measured in separate runs."""
+    path = RESULTS / "quality.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    done = {(r["preset"], r["epochs"]) for r in reports}
+    kept = [r for r in earlier if "epochs" in r and (r["preset"], r["epochs"]) not in done]
+    return kept + reports
+
+
+def write_results(reports: list[dict], args: argparse.Namespace) -> str:
+    by_dataset: dict[str, list[dict]] = defaultdict(list)
+    for report in reports:
+        by_dataset[report["dataset"]].append(report)
+    lines = [
+        f"# Sample quality (n={args.n}, evaluation seed {args.seed}, training seed: each "
+        "preset's own)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}. "
+        "Minutes are training time, per-epoch grids and checkpoints included. Class shares: "
+        "the smallest and largest share of the samples the evaluator gives one class; read "
+        "clearly: samples it reads as one class with probability >= 0.9.",
+        "",
+    ]
+    for group in by_dataset.values():
+        lines += _table(group)
+    table = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quality.md").write_text(table)
     (RESULTS / "quality.json").write_text(json.dumps(reports, indent=1) + "\n")
@@ -116,10 +225,12 @@ def write_results(reports: list[dict], args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="for every preset")
     parser.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    parser.add_argument("--presets", default=",".join(MNIST_PRESETS))
+    parser.add_argument(
+        "--presets", default=",".join(MNIST_PRESETS), help="names, each with :EPOCHS if wanted"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--data-dir",
@@ -131,7 +242,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     reports = [run_preset(p, args, Path(args.runs)) for p in args.presets.split(",")]
-    print(write_results(reports, args))
+    print(write_results(merged(reports), args))
 
 
 if __name__ == "__main__":

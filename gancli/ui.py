@@ -301,7 +301,7 @@ def _evaluation_rows(report: EvalReport) -> list[tuple[str, str, str]]:
             return f"{value:.2f} ± {scores.inception_score_std or 0:.2f}"
         if key == "coverage":
             return f"{value}/{classes}"
-        if key in ("precision", "recall", "accuracy"):
+        if key in ("precision", "recall", "confident", "accuracy"):
             return f"{100 * value:.1f}%"
         return f"{value:.3f}"
 
@@ -312,6 +312,7 @@ def _evaluation_rows(report: EvalReport) -> list[tuple[str, str, str]]:
         "precision": "precision",
         "recall": "recall",
         "coverage": "classes covered",
+        "confident": "read clearly (p >= 0.9)",
         "accuracy": "class accuracy",
     }
     return [

@@ -38,6 +38,7 @@ from gancli.engine.files import atomic_write
 from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
 
 EXTRACTORS = ("evaluator", "inception")
+CONFIDENT = 0.9  # class probability above which the evaluator reads an image clearly
 MIN_SAMPLES = 50  # below this, KID subsets and nearest-neighbour radii mean little
 
 
@@ -54,6 +55,7 @@ class Scores:
     precision: float | None = None
     recall: float | None = None
     class_shares: list[float] | None = None
+    confident: float | None = None  # share the evaluator reads as one class, p >= CONFIDENT
     accuracy: float | None = None  # conditional models (and real images): right class
     accuracy_per_class: dict[str, float] | None = None
     source: str | None = None  # the floor's: which real images
@@ -141,6 +143,8 @@ class Scorer:
         )
         if full:
             self._add_full(scores, features, shares, seed)
+            clear = classes.probs.max(dim=1).values >= CONFIDENT
+            scores.confident = float(clear.float().mean())
         if asked is not None:
             hits = classes.predicted == asked
             scores.accuracy = float(hits.float().mean())
