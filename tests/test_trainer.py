@@ -131,8 +131,9 @@ MODERN = [
         ("wgan-gp-mnist", []),
         ("cgan-mnist", []),
         ("dcgan-mnist", MODERN),
+        ("cgan-mnist", ["model.conditional=false", "model.clusters=8"]),
     ],
-    ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment"],
+    ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment", "clusters"],
 )
 def test_resume_is_bitwise_exact(
     tmp_path: Path, data_dir: Path, preset: str, sets: list[str]

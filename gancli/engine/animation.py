@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from gancli.engine.clusters import draw
 from gancli.engine.errors import ConfigError
 from gancli.engine.files import atomic_write
 from gancli.engine.runs import RunDir
@@ -139,6 +140,10 @@ def latent_walk(
     points = next(noise_chunks((keyframes + 1) * columns, z_dim, seed)).view(
         keyframes + 1, columns, z_dim
     )
+    # a self-conditioned model: each walker keeps one cluster, drawn in its share
+    walker_labels = torch.zeros(columns, dtype=torch.long)
+    if trained.cluster_prior is not None:
+        walker_labels = draw(trained.cluster_prior, columns, torch.Generator().manual_seed(seed))
     frames = []
     if across_classes:
         z = points[0]
@@ -161,7 +166,7 @@ def latent_walk(
                 z = z.repeat(num_classes, 1)
                 nrow = columns
             else:
-                labels = torch.zeros(columns, dtype=torch.long)
+                labels = walker_labels
                 nrow = math.isqrt(columns)
             rows = list(trained.class_names) if trained.conditional else None
             frames.append(grid_image(generate(trained.model, z, labels), nrow, row_labels=rows))
