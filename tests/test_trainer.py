@@ -196,7 +196,7 @@ def test_nan_losses_stop_training_without_a_nan_checkpoint(
     before = trainer.run.last_checkpoint.read_bytes()
     resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
     monkeypatch.setattr(
-        losses.NonSaturating, "g_loss", lambda self, d_fake: d_fake.mean() * float("nan")
+        losses.NonSaturating, "g_loss", lambda self, d_fake, d_real=None: d_fake.mean() * float("nan")
     )
     with pytest.raises(TrainingError, match=r"NaN/Inf by step 30 \(epoch 3\)") as info:
         resumed.fit()
