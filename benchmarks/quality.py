@@ -36,6 +36,7 @@ from gancli.engine.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MNIST_PRESETS = ("gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist")
+EARLIEST = "2026-11-22"  # results from before quality.json recorded the date
 COLUMNS = (
     "FID", "FID/floor", "KID x1000", "precision", "recall", "coverage", "class shares",
     "read clearly", "class accuracy",
@@ -68,6 +69,7 @@ def run_preset(spec: str, args: argparse.Namespace, out: Path) -> dict[str, Any]
     report.update(
         preset=preset,
         epochs=config.training.epochs,
+        measured=time.strftime("%Y-%m-%d"),
         minutes=round(minutes, 2),
         run=str(checkpoint.parents[1]),
     )
@@ -154,7 +156,7 @@ def _row(scores: dict, floor_fid: float, classes: int) -> list[str]:
         f"{100 * scores['recall']:.1f}%",
         f"{scores['coverage']}/{classes}",
         spread,
-        f"{100 * scores.get('confident', float('nan')):.1f}%",
+        f"{100 * scores['confident']:.1f}%" if "confident" in scores else "-",
         accuracy,
     ]
 
@@ -162,7 +164,7 @@ def _row(scores: dict, floor_fid: float, classes: int) -> list[str]:
 def _table(reports: list[dict]) -> list[str]:
     floor = reports[0]["floor"]
     classes = len(reports[0]["class_names"])
-    header = ["preset", "epochs", "minutes", *COLUMNS]
+    header = ["preset", "epochs", "measured", "minutes", *COLUMNS]
     lines = [
         f"### {reports[0]['dataset']} (reference: {reports[0]['reference']}; evaluator sha256 "
         f"{reports[0]['evaluator_sha256'][:12]}, {100 * reports[0]['evaluator_accuracy']:.2f}% "
@@ -172,9 +174,15 @@ def _table(reports: list[dict]) -> list[str]:
         "|" + "---|" * len(header),
     ]
     for r in sorted(reports, key=lambda r: r["model"]["fid"]):
-        cells = [r["preset"], str(r["epochs"]), f"{r['minutes']:.1f}"]
+        cells = [r["preset"], str(r["epochs"]), r["measured"], f"{r['minutes']:.1f}"]
         lines.append("| " + " | ".join([*cells, *_row(r["model"], floor["fid"], classes)]) + " |")
-    floor_cells = ["real training images (floor)", "-", "-", *_row(floor, floor["fid"], classes)]
+    floor_cells = [
+        "real training images (floor)",
+        "-",
+        "-",
+        "-",
+        *_row(floor, floor["fid"], classes),
+    ]
     lines.append("| " + " | ".join(floor_cells) + " |")
     leaks = [r for r in reports if "leak" in r]
     if leaks:
@@ -194,8 +202,11 @@ def merged(reports: list[dict]) -> list[dict]:
     epochs, so that presets can be measured in separate runs."""
     path = RESULTS / "quality.json"
     earlier = json.loads(path.read_text()) if path.is_file() else []
+    for r in earlier:  # results written before these keys existed
+        r.setdefault("epochs", r["epoch"])
+        r.setdefault("measured", EARLIEST)
     done = {(r["preset"], r["epochs"]) for r in reports}
-    kept = [r for r in earlier if "epochs" in r and (r["preset"], r["epochs"]) not in done]
+    kept = [r for r in earlier if (r["preset"], r["epochs"]) not in done]
     return kept + reports
 
 
@@ -207,9 +218,10 @@ def write_results(reports: list[dict], args: argparse.Namespace) -> str:
         f"# Sample quality (n={args.n}, evaluation seed {args.seed}, training seed: each "
         "preset's own)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}. "
-        "Minutes are training time, per-epoch grids and checkpoints included. Class shares: "
+        f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, on the dates shown. Minutes are training time, per-epoch "
+        "grids and checkpoints included, and only comparable between runs that had the "
+        "machine to themselves (see the README's presets table for timed epochs). Class shares: "
         "the smallest and largest share of the samples the evaluator gives one class; read "
         "clearly: samples it reads as one class with probability >= 0.9.",
         "",

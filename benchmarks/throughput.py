@@ -79,7 +79,7 @@ from torchvision import transforms
 from gancli.engine.config import Config, list_presets, load_config
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import EXIT_INTERRUPTED, ConfigError
-from gancli.engine.models import build_models
+from gancli.engine.models import build_models, label_count
 from gancli.engine.runtime import (
     RuntimeOptions,
     fast_on_cpu,
@@ -214,7 +214,9 @@ class ReferenceLoop:
             num_workers=0,
         )
         self.batches = self._endless_epochs()
-        self.num_classes = data.num_classes
+        # classes, or clusters (the real batch's class numbers stand in for its clusters:
+        # the same arithmetic)
+        self.num_labels = label_count(config.model, data.num_classes)
         self.criterion = nn.BCEWithLogitsLoss()
 
     def _endless_epochs(self) -> Batches:
@@ -222,9 +224,9 @@ class ReferenceLoop:
             yield from self.loader
 
     def _fake_labels(self, n: int) -> torch.Tensor | None:
-        if not self.config.model.conditional:
+        if not self.num_labels:
             return None
-        return torch.randint(0, self.num_classes, (n,))
+        return torch.randint(0, self.num_labels, (n,))
 
     def _d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         loss, real_label = self.config.objective.loss, self.config.objective.real_label

@@ -23,7 +23,9 @@ from gancli.engine.config import (
 )
 from gancli.engine.errors import ConfigError
 
-PRESETS = ["gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"]
+PRESETS = [
+    "gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist", "modern-mnist",
+]  # fmt: skip
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "p.yaml") -> Path:
@@ -48,7 +50,7 @@ def test_precedence_defaults_preset_set_flags(tmp_path: Path) -> None:
     assert cfg.data.limit is None  # a flag left at None does not override
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", sorted(list_presets()))
 def test_shipped_presets_load_and_describe_themselves(name: str) -> None:
     cfg = load_config(name)
     assert cfg.description
@@ -72,6 +74,14 @@ def test_preset_recipes_keep_their_papers_and_say_what_was_tuned() -> None:
     for name in ("gan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist"):
         # a preset that departs from its paper says so, with the measurement, in its comment
         assert "Tuned for 5-epoch runs" in resolve_preset(name).read_text()
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion", "notmnist", "digits"])
+def test_modern_presets_condition_on_clusters_and_sample_the_ema(dataset: str) -> None:
+    cfg = load_config(f"modern-{dataset}")
+    assert not cfg.model.conditional and cfg.model.clusters == 200
+    assert cfg.model.d_conditioning == "projection" and cfg.objective.loss == "hinge"
+    assert (cfg.training.ema, cfg.training.ema_rampup) == (0.999, 0.05)
 
 
 def test_list_presets_has_descriptions() -> None:

@@ -15,7 +15,7 @@ from PIL import Image, ImageFont
 
 from gancli.engine import losses
 from gancli.engine.checkpoint import load_checkpoint
-from gancli.engine.config import load_config
+from gancli.engine.config import list_presets, load_config
 from gancli.engine.data import FASHION_CLASSES
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
 from gancli.engine.listeners import NullReporter
@@ -24,11 +24,7 @@ from gancli.engine.runs import MetricsLog
 from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, sample_batches
 from gancli.engine.trainer import Interrupted, Trainer
 
-PRESETS = [
-    "gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist",
-    "dcgan-fashion", "cgan-fashion", "dcgan-notmnist", "cgan-notmnist", "dcgan-digits",
-    "cgan-digits",
-]  # fmt: skip
+PRESETS = sorted(list_presets())  # every shipped preset
 
 
 def label_margin(names: tuple[str, ...] | list[str]) -> int:
@@ -196,7 +192,9 @@ def test_nan_losses_stop_training_without_a_nan_checkpoint(
     before = trainer.run.last_checkpoint.read_bytes()
     resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
     monkeypatch.setattr(
-        losses.NonSaturating, "g_loss", lambda self, d_fake, d_real=None: d_fake.mean() * float("nan")
+        losses.NonSaturating,
+        "g_loss",
+        lambda self, d_fake, d_real=None: d_fake.mean() * float("nan"),
     )
     with pytest.raises(TrainingError, match=r"NaN/Inf by step 30 \(epoch 3\)") as info:
         resumed.fit()
