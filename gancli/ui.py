@@ -21,7 +21,8 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:  # the engine's modules load PyTorch: only their types are needed here
-    from gancli.engine.inspection import InspectReport, Network, Progress
+    from gancli.engine.inspection import InspectReport, Network
+    from gancli.engine.inspection import Progress as RunProgress
     from gancli.engine.scoring import EvalReport, Scores
 
 
@@ -190,7 +191,7 @@ def _facts(report: InspectReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _progress_rows(progress: Progress) -> list[tuple[str, str]]:
+def _progress_rows(progress: RunProgress) -> list[tuple[str, str]]:
     rows = []
     if progress.epochs_done is not None:
         mid = f" (+{progress.mid_epoch_step} steps)" if progress.mid_epoch_step else ""
