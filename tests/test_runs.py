@@ -14,8 +14,9 @@ from gancli.engine.runs import MetricsLog
 def test_metrics_log_reads_past_a_torn_line_and_cuts_back(tmp_path: Path) -> None:
     log = MetricsLog(tmp_path / "metrics.jsonl")
     assert log.read() == []
+    losses = {"loss_d": 1.0, "loss_g": 1.0, "d_real": 0.5, "d_fake": 0.5}
     for step in (10, 20, 30):
-        log.append({"kind": "step", "epoch": 1, "step": step})
+        log.append({"kind": "step", "epoch": 1, "step": step, **losses})
     with open(log.path, "a") as fh:
         fh.write('{"kind": "step", "ep')  # a write killed halfway
     assert [r["step"] for r in log.read()] == [10, 20, 30]

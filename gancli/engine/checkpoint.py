@@ -9,6 +9,7 @@ no pickled code is ever executed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
 import re
@@ -39,8 +40,14 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **state}
     payload["integrity"] = content_digest(payload)
     hint = "; the previous checkpoint is untouched"
-    with atomic_write(path, keep_old_as=previous, hint=hint) as tmp:
-        torch.save(payload, tmp)
+    with atomic_write(path, keep_old_as=previous, hint=hint) as tmp, open(tmp, "wb") as fh:
+        # Through a Python file: a full disk then raises OSError(ENOSPC). Given a path,
+        # torch's zip writer reports it as a RuntimeError ("unexpected pos 576 vs 534").
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "failed"
+            raise OSError(errno.EIO, f"the checkpoint writer failed ({first})") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

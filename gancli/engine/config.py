@@ -21,6 +21,7 @@ import yaml
 from gancli.engine.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20  # a preset is a few hundred bytes; refuse anything absurd
+INT_MAX = 2**63 - 1  # the largest whole number a config value may hold
 
 
 def option(default: Any, help: str, **bounds: float) -> Any:
@@ -212,6 +213,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
+    except ValueError:  # Python refuses to read integers of more than 4,300 digits
+        raise ConfigError(f"{path}: a number in it is far too long") from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -249,6 +252,10 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    except ValueError:  # Python refuses to read integers of more than 4,300 digits
+        raise ConfigError(f"{_printable(key)}: the number is far too long") from None
+    except RecursionError:
+        raise ConfigError(f"--set {_printable(key)}: nested too deeply") from None
     if isinstance(value, (dict, list)):
         raise ConfigError(f"--set {key}: expected a single value, got {text!r}")
     return key, value
@@ -337,11 +344,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected a whole number, got {_shown(value)}")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a whole number, got {_shown(value)}")
+        if abs(value) > INT_MAX:  # every count here fits 64 bits; PyTorch needs it to
+            raise ConfigError(f"{key}: {_num(value)} is out of range")
+        return value
     if tp is float:
         number: float
         if isinstance(value, bool):
@@ -439,7 +448,11 @@ def _shown(value: Any) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A number for a message; one of hundreds of digits is shortened."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:6]}...({len(text.lstrip('-'))} digits)"
 
 
 # --------------------------------------------------------------------------- output

@@ -10,8 +10,10 @@ batches are scaled to [-1, 1] only when drawn.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import torch
 
 from gancli.engine.config import DataConfig
 from gancli.engine.errors import DataError
+from gancli.engine.limits import check_memory
 
 ENV_DATA_DIR = "GANCLI_DATA_DIR"
 ENV_NO_DOWNLOAD = "GANCLI_NO_DOWNLOAD"
@@ -140,30 +143,36 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size."""
+    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size.
+
+    Only as many bytes as the header announces (and one more, to notice excess) are
+    read, and an announcement beyond the memory free is refused: a gzip file that expands
+    to gigabytes costs no more than the dataset it claims to be.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            dtype, ndim = head[2], head[3]
+            if dtype != _IDX_UBYTE:
+                raise DataError(
+                    f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)"
+                )
+            dims = fh.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            size = math.prod(shape)
+            check_memory(size, f"{path}: its header says {shape}, which", "is it an IDX file?")
+            data = fh.read(size + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    dtype, ndim = data[2], data[3]
-    if dtype != _IDX_UBYTE:
-        raise DataError(
-            f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)"
-        )
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise DataError(
-            f"{path}: IDX size mismatch: header says {shape}, file has {len(data)} bytes"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    if len(data) != size:
+        have = f"{len(data)} bytes of images" if len(data) < size else "more bytes than that"
+        raise DataError(f"{path}: IDX size mismatch: header says {shape}, file has {have}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def _find_file(raw_dir: Path, stem: str) -> Path | None:
@@ -296,6 +305,14 @@ def load_folder(path: str, size: int, channels: int) -> ImageSet:
 
 def conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """uint8 images -> the configured side and channel count (antialiased resize, grey <-> RGB)."""
+    n, c, h, w = images.shape
+    # The resize works in float32 on the whole set: its input and output at once.
+    needed = 4 * n * (max(c, channels) * h * w + channels * size * size)
+    check_memory(
+        needed,
+        f"{n:,} images at {channels}x{size}x{size} px",
+        "lower data.image_size or data.limit",
+    )
     if images.shape[1] != channels:
         if channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()

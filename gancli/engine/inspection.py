@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,7 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
-from gancli.engine.runs import RunDir
+from gancli.engine.runs import RunDir, read_evaluations
 
 SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")
@@ -197,14 +196,8 @@ def _describe_state(report: InspectReport, state: dict[str, Any]) -> None:
 
 
 def _last_evaluation(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        records = json.loads(path.read_text())
-        last = records[-1] if isinstance(records, list) else records
-    except (OSError, json.JSONDecodeError, IndexError) as exc:
-        return {"error": f"unreadable eval.json ({exc})"}
-    return last if isinstance(last, dict) else {"error": "eval.json holds no evaluation record"}
+    records = read_evaluations(path)  # a damaged eval.json: one line, exit 2
+    return records[-1] if records else None
 
 
 def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
@@ -229,14 +222,15 @@ def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | No
 
 
 def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int) -> Architecture:
-    """Layer-by-layer output shapes and parameter counts of G and D, from a traced forward."""
-    try:
-        g, d = build_models(config.model, image_shape, num_classes)  # type: ignore[arg-type]
-    except GancliError as exc:
-        return Architecture(error=str(exc))
-    z = torch.zeros(2, config.model.z_dim)
-    labels = torch.zeros(2, dtype=torch.long)
-    with torch.no_grad():
+    """Layer-by-layer output shapes and parameter counts of G and D, from a traced forward
+    on PyTorch's meta device: shapes without memory, so any width can be inspected."""
+    with torch.device("meta"), torch.no_grad():
+        try:
+            g, d = build_models(config.model, image_shape, num_classes)  # type: ignore[arg-type]
+        except GancliError as exc:
+            return Architecture(error=str(exc))
+        z = torch.zeros(2, config.model.z_dim)
+        labels = torch.zeros(2, dtype=torch.long)
         g_rows = _trace(g, z, labels)
         d_rows = _trace(d, g(z, labels), labels)
     return Architecture(_summary(g, g_rows), _summary(d, d_rows))

@@ -65,6 +65,8 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
     """Train as asked. Returns the result on the rank that reports (rank 0), None on the
     others of a torchrun launch."""
     from gancli.engine import distributed  # PyTorch loads here, not for a dry run
+    from gancli.engine.data import dataset_summary
+    from gancli.engine.limits import check_training_memory
     from gancli.engine.runtime import prepare
     from gancli.engine.trainer import Trainer
 
@@ -76,6 +78,9 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
             world = distributed.launched().world_size
             distributed.check_batch_size(config.training.batch_size, world)
         device = prepare(request.options)
+        if config is not None:
+            shape, classes = dataset_summary(config.data)
+            check_training_memory(config, shape, len(classes or ()), device)
         with distributed.session(device):
             if request.resume is not None:
                 epochs = request.settings.get(EPOCHS)
@@ -86,7 +91,12 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
                 trainer = Trainer.new(
                     config, request.options, preset_name, request.out, request.name, device
                 )
-            result = trainer.fit(reporter)
+            try:
+                result = trainer.fit(reporter)
+            except KeyboardInterrupt:
+                if request.resume is None and trainer.is_main:
+                    trainer.run.discard()  # stopped before its first checkpoint: no orphan
+                raise
             is_main = trainer.is_main
             del trainer  # its DDP wrappers must go before the process group does
     return result if is_main else None

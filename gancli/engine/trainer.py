@@ -29,7 +29,6 @@ from gancli.engine import distributed
 from gancli.engine.config import (
     Config,
     config_to_dict,
-    config_to_yaml,
 )
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import (
@@ -175,16 +174,13 @@ class Trainer:
         run = distributed.on_main(lambda: RunDir.create(root, name or preset_name))
         try:
             trainer = cls(config, run, data, device, options)
-        except BaseException:
-            if distributed.is_main():  # just made, still empty: leave no trace
+            if trainer.is_main:
+                run.write_config(config, f"preset: {preset_name}")
+                save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
+        except BaseException:  # an error, a full disk or a signal: leave no trace
+            if distributed.is_main():
                 shutil.rmtree(run.path, ignore_errors=True)
             raise
-        if trainer.is_main:
-            run.config.write_text(
-                f"# resolved config of {run.path.name} (preset: {preset_name})\n"
-                + config_to_yaml(config)
-            )
-            save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
         return trainer
 
     @classmethod
@@ -382,10 +378,7 @@ class Trainer:
         checkpoint are dropped (they will be written again), and a raised --epochs goes
         into config.yaml."""
         if self._raised_epochs is not None:
-            self.run.config.write_text(
-                f"# resolved config of {self.run.path.name} (resumed)\n"
-                + config_to_yaml(self.config)
-            )
+            self.run.write_config(self.config, "resumed")
         self.run.log.keep_until(self.step)
         self._resume_pending = False
 
