@@ -15,7 +15,7 @@ import random
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -41,13 +41,34 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
     payload["integrity"] = content_digest(payload)
     hint = "; the previous checkpoint is untouched"
     with atomic_write(path, keep_old_as=previous, hint=hint) as tmp, open(tmp, "wb") as fh:
-        # Through a Python file: a full disk then raises OSError(ENOSPC). Given a path,
-        # torch's zip writer reports it as a RuntimeError ("unexpected pos 576 vs 534").
+        sink = _Sink(fh)
         try:
-            torch.save(payload, fh)
+            torch.save(payload, cast(BinaryIO, sink))  # torch needs only write()
         except RuntimeError as exc:
+            # torch's zip writer turns a failed write (a full disk) into "unexpected pos
+            # 576 vs 534"; the OSError behind it says what happened.
+            if sink.error is not None:
+                raise sink.error from None
             first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "failed"
             raise OSError(errno.EIO, f"the checkpoint writer failed ({first})") from None
+
+
+class _Sink:
+    """A file for torch.save that remembers the first OSError of its writes."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

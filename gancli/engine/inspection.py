@@ -27,7 +27,7 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
-from gancli.engine.runs import RunDir, read_evaluations
+from gancli.engine.runs import RunDir, read_evaluations, stat_problem
 
 SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")
@@ -119,6 +119,9 @@ class InspectReport:
 def inspect_target(target: str) -> InspectReport:
     """Inspect a run directory, a checkpoint file, or a preset (name or YAML path)."""
     path = Path(target).expanduser()
+    problem = stat_problem(path)
+    if problem:  # a symlink loop, say: not a preset name either
+        raise CheckpointError(f"cannot inspect {path}{problem}")
     if path.is_dir():
         return inspect_run(RunDir.open(path))
     if path.is_file() and path.suffix not in (".yaml", ".yml"):

@@ -6,6 +6,7 @@ runs never share one and an existing run is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -43,6 +44,7 @@ def runs_root(out: str | Path | None = None) -> Path:
 @dataclass(frozen=True)
 class RunDir:
     path: Path
+    made_root: bool = False  # create() made the runs root too: discard() removes it if empty
 
     @property
     def config(self) -> Path:
@@ -106,6 +108,7 @@ class RunDir:
             raise RunDirError(
                 f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
             )
+        made_root = not os.path.lexists(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -124,7 +127,7 @@ class RunDir:
                 continue
             except OSError as exc:
                 raise RunDirError(f"cannot create {path}: {exc.strerror}") from None
-            run = cls(path)
+            run = cls(path, made_root)
             try:
                 run.samples.mkdir()
                 run.checkpoints.mkdir()
@@ -139,7 +142,7 @@ class RunDir:
         """An existing run directory (one holding at least one checkpoint), checked for
         the damage that would otherwise surface halfway through a command."""
         run = cls(Path(path).expanduser())
-        problem = _stat_problem(run.path)
+        problem = stat_problem(run.path)
         if problem or not run.path.is_dir():
             raise CheckpointError(f"run directory not found: {run.path}{problem}")
         run.check_layout()
@@ -183,6 +186,9 @@ class RunDir:
         before its first checkpoint): nothing in it can be used or resumed."""
         if not any(p.is_file() for p in self.checkpoint_files()):
             shutil.rmtree(self.path, ignore_errors=True)
+            if self.made_root:
+                with contextlib.suppress(OSError):  # not empty: other runs live there
+                    self.path.parent.rmdir()
 
     def newest_checkpoint(self) -> tuple[Path, dict[str, Any], list[str]]:
         """The valid checkpoint with the most steps, its contents, and what was skipped."""
@@ -258,7 +264,7 @@ def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | No
         run = RunDir.open(target)
         return run, run.newest_checkpoint()[0]
     if not target.exists():
-        raise CheckpointError(f"no run directory or checkpoint at {target}")
+        raise CheckpointError(f"no run directory or checkpoint at {target}{stat_problem(target)}")
     parent = target.parent
     owner = RunDir(parent.parent) if parent.name == "checkpoints" else None
     if owner is not None:
@@ -488,7 +494,7 @@ class _Unreadable:
 
 def _check_kind(path: Path, folder: bool) -> None:
     """CheckpointError unless `path` is missing or the kind of thing it should be."""
-    problem = _stat_problem(path)
+    problem = stat_problem(path)
     if problem:
         raise CheckpointError(f"{path}{problem}; move it out of the way")
     if not path.exists() or (path.is_dir() if folder else path.is_file()):
@@ -497,7 +503,7 @@ def _check_kind(path: Path, folder: bool) -> None:
     raise CheckpointError(f"{path} is {kind}; move it out of the way")
 
 
-def _stat_problem(path: Path) -> str:
+def stat_problem(path: Path) -> str:
     """': <reason>' when `path` cannot even be looked at (a symlink loop, a name too long,
     no permission); '' otherwise, also when it is simply missing."""
     try:

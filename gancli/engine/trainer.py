@@ -13,7 +13,6 @@ distributed.py); rank 0 alone writes the run directory and reports progress.
 from __future__ import annotations
 
 import math
-import shutil
 import signal
 import time
 from collections import Counter
@@ -179,7 +178,7 @@ class Trainer:
                 save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
         except BaseException:  # an error, a full disk or a signal: leave no trace
             if distributed.is_main():
-                shutil.rmtree(run.path, ignore_errors=True)
+                run.discard()
             raise
         return trainer
 
