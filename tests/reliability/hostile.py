@@ -255,14 +255,15 @@ STREAM_COMMANDS = {
     "presets": ["presets"],
     "dry-run": ["train", "--preset", "gan-mnist", "--dry-run"],
     "inspect": ["inspect", "{run}"],
-    "sample": ["sample", "{run}", "-n", "4", "--out", "{tmp}/s-{n}.png"],
+    "sample": ["sample", "{run}", "-n", "4", "--out", "{tmp}/s.png"],
 }
 
 
-def stream_case(workdir: Path, command: str, redirect: str, json_out: bool, n: int) -> str:
+def stream_case(workdir: Path, source: Path, command: str, redirect: str, json_out: bool) -> str:
     """A command with stdout closed (`>&-`) or on /dev/full: no traceback; with --json, one
     error line and a non-zero exit (the result did not arrive); without, it does its work."""
-    args = [fill(a, workdir).replace("{n}", str(n)) for a in STREAM_COMMANDS[command]]
+    copy_run(source, workdir / "run")
+    args = [fill(a, workdir) for a in STREAM_COMMANDS[command]]
     args += ["--json"] if json_out else []
     quoted = " ".join(f"'{a}'" for a in gancli_command(*args))
     done = run_shell(f"{quoted} {redirect}")
@@ -417,3 +418,58 @@ def disk_full_training(workdir: Path, data_dir: Path) -> str | None:
     if "No space left on device" not in error[0]:
         return error[0]
     return "" if load_checkpoint(kept)["epoch"] == 1 else "last.pt is not epoch 1's"
+
+
+def _start_training(root: Path, data_dir: Path, epochs: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "256", "--batch-size",
+                       "32", "--epochs", str(epochs), "--out", str(root), "--name", "live",
+                       "--data-dir", str(data_dir), "--quiet", "--set", "training.log_every=2"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def resume_while_training(workdir: Path, data_dir: Path) -> str:
+    """A second `train --resume` on a run that is training: refused in one line before it
+    touches a file (metrics.jsonl only grows, config.yaml stays as it was)."""
+    proc = _start_training(workdir / "runs", data_dir, 200)
+    run = workdir / "runs" / "live-001"
+    try:
+        _wait_for(run / "checkpoints" / "last.pt", proc)
+        config, metrics = (run / "config.yaml").read_bytes(), (run / "metrics.jsonl").read_bytes()
+        done = subprocess.run(
+            gancli_command("train", "--resume", str(run), "--epochs", "300"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        problem = one_error_line(done.stderr, done.returncode, 2)
+        if "is being trained by process" not in done.stderr:
+            problem = problem or done.stderr[-200:]
+        grown = (run / "metrics.jsonl").read_bytes().startswith(metrics)
+        if (run / "config.yaml").read_bytes() != config or not grown:
+            problem = problem or "the refused resume changed config.yaml or metrics.jsonl"
+        return problem
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def sighup_training(workdir: Path, data_dir: Path) -> str:
+    """SIGHUP mid-epoch (a closed terminal): a checkpoint, a resume hint, exit 129, no lock."""
+    from gancli.engine.checkpoint import load_checkpoint
+
+    proc = _start_training(workdir / "runs", data_dir, 200)
+    run = workdir / "runs" / "live-001"
+    _wait_for(run / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode != 129 or "gancli train --resume" not in stderr or "Traceback" in stderr:
+        return f"exit {proc.returncode}: {stderr[-200:]!r}"
+    if (run / ".lock").exists():
+        return "the lock was left behind"
+    return "" if load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 0 else "no steps"

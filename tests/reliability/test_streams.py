@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hostile import copy_run, stream_case, train_piped_to_head
+from hostile import stream_case, train_piped_to_head
 
 from gancli import ui
 
@@ -30,8 +30,7 @@ def test_training_piped_to_head_runs_to_the_end(tmp_path: Path, data_dir: Path) 
 def test_closed_or_full_stdout(
     tmp_path: Path, tiny_run: Path, command: str, redirect: str, json_out: bool
 ) -> None:
-    copy_run(tiny_run, tmp_path / "run")
-    assert not stream_case(tmp_path, command, redirect, json_out, 0)
+    assert not stream_case(tmp_path, tiny_run, command, redirect, json_out)
 
 
 class Broken:
