@@ -27,7 +27,8 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
-from gancli.engine.runs import RunDir, read_evaluations, stat_problem
+from gancli.engine.records import read_evaluations
+from gancli.engine.runs import RunDir, stat_problem
 
 SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")

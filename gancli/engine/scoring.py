@@ -36,7 +36,8 @@ from gancli.engine.evaluator import (
 )
 from gancli.engine.files import atomic_write, keep_aside
 from gancli.engine.limits import check_memory
-from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, read_evaluations
+from gancli.engine.records import read_evaluations
+from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock
 from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
 
 EXTRACTORS = ("evaluator", "inception")

@@ -20,7 +20,8 @@ from gancli.engine.errors import ConfigError, RunDirError, StorageError
 from gancli.engine.files import atomic_write, temporary_name
 from gancli.engine.limits import training_memory
 from gancli.engine.options import RuntimeOptions
-from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, lock_run, read_evaluations
+from gancli.engine.records import read_evaluations
+from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, lock_run
 from gancli.engine.scoring import EvalReport, Scores, append_record
 from gancli.engine.trainer import Trainer
 
