@@ -173,6 +173,7 @@ def scenarios(tmp: Path, tiny: Path, data_dir: Path) -> list[tuple[int, str, Any
         (2, "two samples to one .npz", hostile.concurrent_npz, tiny),
         (4, "full disk in torch.save", hostile.disk_full_training, data_dir),
         (5, "train | head -1", hostile.train_piped_to_head, data_dir),
+        (5, "train on a terminal", hostile.train_on_a_terminal, data_dir),
         (7, "SIGHUP mid-epoch", hostile.sighup_training, data_dir),
         (7, "SIGTERM in sample DIR/", hostile.sigterm_during_folder_sample, tiny),
     ]:

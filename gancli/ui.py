@@ -43,7 +43,10 @@ class LenientStream(io.TextIOBase):
         self.lost = False
 
     def _stream(self) -> Any:
-        return getattr(sys, self.name)
+        stream = getattr(sys, self.name)
+        # While a progress bar is live, Rich puts a proxy that writes through the console
+        # in place of sys.stdout: writing to it from the console would go round in a circle.
+        return getattr(stream, "rich_proxied_file", stream)
 
     def write(self, text: str) -> int:
         if not self.lost:
@@ -67,7 +70,10 @@ class LenientStream(io.TextIOBase):
             return False
 
     def fileno(self) -> int:
-        return int(self._stream().fileno())
+        try:
+            return int(self._stream().fileno())
+        except AttributeError:  # no stream at all (closed when Python started)
+            raise io.UnsupportedOperation("stream closed") from None
 
     @property
     def encoding(self) -> str:  # type: ignore[override]

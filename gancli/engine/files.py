@@ -128,7 +128,7 @@ def check_writable(folder: Path, what: str) -> None:
     existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
     if existing is None or os.access(existing, os.W_OK):
         return
-    read_only = getattr(os, "ST_RDONLY", 1) & os.statvfs(existing).f_flag
+    read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
     reason = os.strerror(errno.EROFS if read_only else errno.EACCES)
     raise StorageError(f"cannot write {what} in {existing}: {reason}")
 

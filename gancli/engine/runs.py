@@ -26,7 +26,7 @@ from gancli.engine.config import (
     load_config,
 )
 from gancli.engine.errors import CheckpointError, ConfigError, RunDirError, StorageError
-from gancli.engine.files import atomic_write
+from gancli.engine.files import atomic_write, check_writable
 from gancli.engine.records import MetricsLog
 
 ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
@@ -203,6 +203,7 @@ def read_resume_point(
     against config.yaml and against the epochs already done."""
     run = RunDir.open(run_path)
     run.log.read()  # a damaged metrics.jsonl stops the resume here, before anything runs
+    check_writable(run.path, LOCK_NAME)  # a read-only run: say so before loading the data
     path, state, problems = run.newest_checkpoint()
     saved = dict(state["config"])
     if epochs is not None:
@@ -251,7 +252,7 @@ def latest_run(root: Path) -> RunDir:
             "or pass a run directory or checkpoint"
         )
     newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    return RunDir(newest.parents[1])
+    return RunDir.open(newest.parents[1])
 
 
 def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | None, Path]:

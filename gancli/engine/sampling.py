@@ -358,7 +358,8 @@ def write_samples(
     created exclusively otherwise: of two commands writing one name, one fails.
     """
     # The default name is claimed only once the checks pass: a refusal leaves nothing.
-    check_output(trained, request, out or default_dir / "sample-NNN.png", nrow, force or not out)
+    placeholder = default_dir / "sample-NNN.png"
+    check_output(trained, request, out or placeholder, nrow, force or out is None)
     if out is not None:
         return _write(trained, request, out, nrow, force)
     claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder

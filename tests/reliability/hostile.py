@@ -14,6 +14,7 @@ Two kinds of case, each counted under one of FAMILIES:
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import os
@@ -473,3 +474,40 @@ def sighup_training(workdir: Path, data_dir: Path) -> str:
     if (run / ".lock").exists():
         return "the lock was left behind"
     return "" if load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 0 else "no steps"
+
+
+def train_on_a_terminal(workdir: Path, data_dir: Path) -> str:
+    """Training with stdout on a terminal (a pseudo-terminal here): the live progress bar
+    runs and training finishes. (Rich swaps sys.stdout for a proxy while it is live.)"""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "128", "--batch-size",
+                       "32", "--epochs", "2", "--out", str(workdir / "runs"), "--data-dir",
+                       str(data_dir)),
+        stdin=slave, stdout=slave, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:  # a terminal that is not read fills up and blocks the writer
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 4096):
+                seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "training on a terminal did not finish in 180 s"
+    finally:
+        reader.join(timeout=5)
+        os.close(master)
+    text = seen.decode(errors="replace")
+    if code != 0 or "Traceback" in text or "done: 2 epochs" not in text:
+        return f"exit {code}: {text[-300:]!r}"
+    return ""

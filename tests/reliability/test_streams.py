@@ -6,13 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hostile import stream_case, train_piped_to_head
+from hostile import stream_case, train_on_a_terminal, train_piped_to_head
 
 from gancli import ui
 
 
 def test_training_piped_to_head_runs_to_the_end(tmp_path: Path, data_dir: Path) -> None:
     assert not train_piped_to_head(tmp_path, data_dir)
+
+
+def test_training_on_a_terminal_shows_its_bar_and_finishes(tmp_path: Path, data_dir: Path) -> None:
+    assert not train_on_a_terminal(tmp_path, data_dir)
 
 
 @pytest.mark.parametrize(
