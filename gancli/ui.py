@@ -470,9 +470,10 @@ def render_evaluation(report: EvalReport, console: Console) -> None:
     if report.saved_to:
         notes.append(f"appended to {report.saved_to}")
     if not console.is_terminal:
-        console.print(f"{'metric':<18} {'model':>16} {'real floor':>16}", soft_wrap=True)
+        width = max(len(metric) for metric, _, _ in rows)
+        console.print(f"{'metric':<{width}} {'model':>16} {'real floor':>16}", soft_wrap=True)
         for metric, ours, floor in rows:
-            console.print(f"{metric:<18} {ours:>16} {floor:>16}", soft_wrap=True)
+            console.print(f"{metric:<{width}} {ours:>16} {floor:>16}", soft_wrap=True)
         for note in notes:
             console.print(note, soft_wrap=True)
         return

@@ -131,8 +131,9 @@ MODERN = [
         ("wgan-gp-mnist", []),
         ("cgan-mnist", []),
         ("dcgan-mnist", MODERN),
+        ("cgan-mnist", ["model.conditional=false", "model.clusters=8"]),
     ],
-    ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment"],
+    ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment", "clusters"],
 )
 def test_resume_is_bitwise_exact(
     tmp_path: Path, data_dir: Path, preset: str, sets: list[str]
@@ -195,7 +196,9 @@ def test_nan_losses_stop_training_without_a_nan_checkpoint(
     before = trainer.run.last_checkpoint.read_bytes()
     resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
     monkeypatch.setattr(
-        losses.NonSaturating, "g_loss", lambda self, d_fake: d_fake.mean() * float("nan")
+        losses.NonSaturating,
+        "g_loss",
+        lambda self, d_fake, d_real=None: d_fake.mean() * float("nan"),
     )
     with pytest.raises(TrainingError, match=r"NaN/Inf by step 30 \(epoch 3\)") as info:
         resumed.fit()

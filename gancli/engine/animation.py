@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from gancli.engine.clusters import draw
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.files import atomic_write, check_target, check_writable
 from gancli.engine.runs import RunDir
@@ -177,6 +178,10 @@ def latent_walk(
     points = next(noise_chunks((keyframes + 1) * columns, z_dim, seed)).view(
         keyframes + 1, columns, z_dim
     )
+    # a self-conditioned model: each walker keeps one cluster, drawn in its share
+    walker_labels = torch.zeros(columns, dtype=torch.long)
+    if trained.cluster_prior is not None:
+        walker_labels = draw(trained.cluster_prior, columns, torch.Generator().manual_seed(seed))
     frames = []
     if across_classes:
         z = points[0]
@@ -199,7 +204,7 @@ def latent_walk(
                 z = z.repeat(num_classes, 1)
                 nrow = columns
             else:
-                labels = torch.zeros(columns, dtype=torch.long)
+                labels = walker_labels
                 nrow = math.isqrt(columns)
             rows = list(trained.class_names) if trained.conditional else None
             frames.append(grid_image(generate(trained.model, z, labels), nrow, row_labels=rows))

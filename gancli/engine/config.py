@@ -45,6 +45,14 @@ class DataConfig:
 class ModelConfig:
     arch: Literal["mlp", "dcgan"] = option("dcgan", "network family for G and D")
     conditional: bool = option(False, "feed class labels to G and D (conditional GAN)")
+    clusters: int = option(
+        0,
+        "self-conditioning: feed G and D the cluster of each image among k k-means clusters "
+        "of the training images (no labels needed); samples draw clusters in their training "
+        "shares. 0: off",
+        ge=0,
+        le=1000,
+    )
     d_conditioning: Literal["input", "projection"] = option(
         "input",
         "how a conditional D sees the label: input (one-hot joined to the image) or "
@@ -412,13 +420,19 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("training.ema_rampup: needs an EMA to ramp up; set training.ema too")
     if config.data.channels == 2:
         raise ConfigError("data.channels: must be 1 (grey) or 3 (RGB), got 2")
-    if config.model.g_norm == "class-batch" and not (
-        config.model.conditional and config.model.arch == "dcgan"
-    ):
+    labelled = config.model.conditional or config.model.clusters
+    if config.model.g_norm == "class-batch" and not (labelled and config.model.arch == "dcgan"):
         raise ConfigError(
-            "model.g_norm: class-batch needs a conditional dcgan (model.conditional: true, "
-            "model.arch: dcgan); use batch"
+            "model.g_norm: class-batch needs a conditional dcgan (model.conditional: true or "
+            "model.clusters, model.arch: dcgan); use batch"
         )
+    if config.model.conditional and config.model.clusters:
+        raise ConfigError(
+            "model.clusters: a conditional model is already given the classes; use one of "
+            "model.conditional and model.clusters"
+        )
+    if config.model.clusters == 1:
+        raise ConfigError("model.clusters: one cluster is no clustering; use 0 (off) or >= 2")
     if config.model.d_dropout and config.model.arch != "mlp":
         raise ConfigError("model.d_dropout: only the mlp discriminator has dropout; set it to 0")
     if config.objective.loss == "wgan-gp" and config.model.d_norm == "batch":

@@ -94,7 +94,8 @@ class ProgressEvaluation(Listener):
             from gancli.engine.scoring import ProgressScorer  # loads the evaluator's code
 
             t = self.trainer
-            self.scorer = ProgressScorer(t.config, t.data, t.options.data_dir, t.note)
+            prior = t.clusters.prior if t.clusters is not None else None
+            self.scorer = ProgressScorer(t.config, t.data, t.options.data_dir, t.note, prior)
         record = {"kind": "eval", "epoch": end.epoch, "step": end.step}
         record.update(self.scorer.score(end.sampler, end.epoch))
         self.trainer.run.log.append(record)

@@ -3,7 +3,8 @@
 Two families, each with a conditional form: `mlp` (fully connected) and `dcgan`
 (transposed convolutions up, strided convolutions down). Every network takes
 `(input, labels)`; unconditional ones ignore the labels, so the trainer never needs to
-know which one it holds.
+know which one it holds. The labels are classes (model.conditional) or clusters of the
+training images (model.clusters; see clusters.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         self.z_dim, self.image_shape = cfg.z_dim, image_shape
-        self.num_classes = num_classes if cfg.conditional else 0
+        self.num_classes = label_count(cfg, num_classes)
         widths = [_scaled(h, cfg.g_width) for h in MLP_G_HIDDEN]
         layers: list[nn.Module] = []
         fan_in = cfg.z_dim + self.num_classes
@@ -52,7 +53,7 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
-        self.num_classes = num_classes if cfg.conditional else 0
+        self.num_classes = label_count(cfg, num_classes)
         projected = bool(self.num_classes) and cfg.d_conditioning == "projection"
         self.input_classes = 0 if projected else self.num_classes
         widths = [_scaled(h, cfg.d_width) for h in MLP_D_HIDDEN]
@@ -89,7 +90,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         channels, size, _ = image_shape
         base, doublings = dcgan_geometry(size)
-        self.num_classes = num_classes if cfg.conditional else 0
+        self.num_classes = label_count(cfg, num_classes)
         ngf = _scaled(DCGAN_BASE_CHANNELS, cfg.g_width)
         width = ngf * 2 ** (doublings - 1)
         bias = cfg.g_norm == "none"  # batch norm's shift makes a conv bias redundant
@@ -178,7 +179,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         channels, size, _ = image_shape
         base, doublings = dcgan_geometry(size)
-        self.num_classes = num_classes if cfg.conditional else 0
+        self.num_classes = label_count(cfg, num_classes)
         projected = bool(self.num_classes) and cfg.d_conditioning == "projection"
         self.input_classes = 0 if projected else self.num_classes
         width = _scaled(DCGAN_BASE_CHANNELS, cfg.d_width)
@@ -250,6 +251,14 @@ class MinibatchStdDev(nn.Module):
 
     def extra_repr(self) -> str:
         return f"group={self.group}"
+
+
+def label_count(cfg: ModelConfig, num_classes: int) -> int:
+    """How many labels the networks are conditioned on: the dataset's classes, the
+    clusters of self-conditioning, or none."""
+    if cfg.clusters:
+        return cfg.clusters
+    return num_classes if cfg.conditional else 0
 
 
 def dcgan_geometry(size: int) -> tuple[int, int]:

@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from gancli.engine.checkpoint import load_checkpoint
-from gancli.engine.config import Config, config_from_dict
+from gancli.engine.clusters import Clusters, draw
+from gancli.engine.config import Config, ModelConfig, TrainingConfig, config_from_dict
 from gancli.engine.data import to_uint8
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.files import atomic_write, check_target, check_writable
@@ -32,17 +33,21 @@ SAMPLES_PER_CLASS = 10  # columns of a conditional grid: one row per class
 
 
 def fixed_inputs(
-    z_dim: int, grid_size: int, num_classes: int, conditional: bool, seed: int
+    model: ModelConfig, training: TrainingConfig, num_classes: int, clusters: Clusters | None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(noise, labels, nrow) for the per-epoch grids; conditional grids get one row per class."""
-    gen = torch.Generator().manual_seed(seed + 0x5EED)
-    if conditional:
+    """(noise, labels, nrow) for the per-epoch grids: conditional grids get one row per
+    class; a self-conditioned model's grid draws its clusters in their shares."""
+    gen = torch.Generator().manual_seed(training.seed + 0x5EED)
+    if model.conditional:
         labels = torch.arange(num_classes).repeat_interleave(SAMPLES_PER_CLASS)
         nrow = SAMPLES_PER_CLASS
+    elif clusters is not None:
+        labels = draw(clusters.prior, training.grid_size, gen)
+        nrow = math.ceil(math.sqrt(training.grid_size))
     else:
-        labels = torch.zeros(grid_size, dtype=torch.long)
-        nrow = math.ceil(math.sqrt(grid_size))
-    noise = torch.randn(labels.shape[0], z_dim, generator=gen)
+        labels = torch.zeros(training.grid_size, dtype=torch.long)
+        nrow = math.ceil(math.sqrt(training.grid_size))
+    noise = torch.randn(labels.shape[0], model.z_dim, generator=gen)
     return noise, labels, nrow
 
 
@@ -121,6 +126,7 @@ class TrainedGenerator:
     checkpoint: Path
     uses_ema: bool
     epoch: int
+    cluster_prior: torch.Tensor | None = None  # model.clusters: each cluster's share
 
     @property
     def conditional(self) -> bool:
@@ -156,14 +162,12 @@ def load_generator(
             f"{path}: generator weights do not fit its config ({first})"
         ) from None
     model.to(device).eval()
+    clusters = state.get("clusters")
+    prior = Clusters.from_state(clusters).prior if clusters else None
+    if config.model.clusters and prior is None:
+        raise CheckpointError(f"{path}: the checkpoint lacks the clusters its model needs")
     return TrainedGenerator(
-        model,
-        config,
-        class_names,
-        image_shape,
-        path,
-        use_ema,
-        int(state["epoch"]),
+        model, config, class_names, image_shape, path, use_ema, int(state["epoch"]), prior
     )
 
 
@@ -262,10 +266,14 @@ def _batches(
     z_dim = trained.config.model.z_dim
     batch_size = min(request.batch_size, NOISE_CHUNK)  # a chunk is the most held at once
     offset = 0
-    for z in noise_chunks(request.n, z_dim, request.seed, request.truncation):
+    for k, z in enumerate(noise_chunks(request.n, z_dim, request.seed, request.truncation)):
         chunk_labels = request_labels(request, offset, len(z))
         offset += len(z)
-        model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
+        if trained.cluster_prior is not None:  # like the noise, fixed by (seed, chunk)
+            gen = torch.Generator().manual_seed((request.seed * 1_000_003 + k) % 2**63 + 1)
+            model_labels = draw(trained.cluster_prior, len(z), gen)
+        else:
+            model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
         yield generate(trained.model, z, model_labels, batch_size), chunk_labels
 
 

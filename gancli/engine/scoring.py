@@ -281,8 +281,10 @@ class ProgressScorer:
         data: ImageSet,
         data_dir: str | Path | None,
         log: Callable[[str], None] | None = None,
+        cluster_prior: torch.Tensor | None = None,
     ):
         self.config, self.data, self.data_dir, self.log = config, data, data_dir, log
+        self.cluster_prior = cluster_prior
         self.scorer: Scorer | None = None
 
     def score(self, generator: nn.Module, epoch: int) -> dict[str, Any]:
@@ -300,6 +302,7 @@ class ProgressScorer:
             Path(),
             False,
             epoch,
+            self.cluster_prior,
         )
         images, asked = generated_images(trained, n, self.config.training.seed)
         scores = self.scorer.score(images, asked, full=False)

@@ -12,6 +12,7 @@ distributed.py); rank 0 alone writes the run directory and reports progress.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
@@ -25,6 +26,7 @@ import torch
 
 from gancli.engine import checkpoint as ckpt
 from gancli.engine import distributed
+from gancli.engine.clusters import Clusters, find_clusters
 from gancli.engine.config import (
     Config,
     config_to_dict,
@@ -102,17 +104,21 @@ class Trainer:
                 f"{config.objective.n_critic} real images are needed per G step, but the dataset "
                 f"has only {len(data)}; lower the batch size or raise data.limit"
             )
+        # told to the user when training starts
+        self.notes: list[str] = list(data.notes) + runtime_notes(self.options, device)
+        self.clusters = self._clusters(checkpoint)
+        # what D is shown: the images with their classes, or with their clusters
+        self.train_data = data
+        if self.clusters is not None:
+            cluster_labels = self.clusters.labels.to(data.labels.device)
+            self.train_data = dataclasses.replace(data, labels=cluster_labels)
         if checkpoint is None:
             seed_everything(train_cfg.seed)
         self.state = TrainState(config, data.image_shape, data.num_classes, device, self.options)
         self.steps_per_epoch = len(data) // train_cfg.batch_size // config.objective.n_critic
         self.epoch, self.step_in_epoch, self.elapsed = 0, 0, 0.0
         self.fixed_noise, self.fixed_labels, self.grid_nrow = fixed_inputs(
-            config.model.z_dim,
-            train_cfg.grid_size,
-            data.num_classes,
-            config.model.conditional,
-            train_cfg.seed,
+            config.model, train_cfg, data.num_classes, self.clusters
         )
         if checkpoint is None and self.ranks.distributed:
             # Every rank built the same weights from the seed; from here on each rank
@@ -124,9 +130,8 @@ class Trainer:
         if checkpoint is not None:
             self._load(checkpoint)
         self.reals = self._real_tiles()  # real images laid out like the epoch grids
-        self.health = HealthMonitor(
-            self.state.objective.probabilistic, self.reals, self.fixed_labels
-        )
+        probabilistic = self.state.objective.probabilistic
+        self.health = HealthMonitor(probabilistic, self.reals, self.grid_classes)
         self.stops = StopRequests()
         self.reporter: Reporter = NullReporter()
         self.listeners: list[Listener] = default_listeners(self) if self.is_main else []
@@ -134,14 +139,30 @@ class Trainer:
         # Set by resume(): the run directory's files still to bring in line, once locked.
         self._resume_pending = False
         self._raised_epochs: int | None = None
-        # told to the user when training starts
-        self.notes: list[str] = list(data.notes) + runtime_notes(self.options, device)
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
+
+    def _clusters(self, checkpoint: dict[str, Any] | None) -> Clusters | None:
+        """model.clusters: the checkpoint's clusters, or new ones found by rank 0."""
+        k = self.config.model.clusters
+        if not k:
+            return None
+        if checkpoint is not None:
+            return Clusters.from_state(checkpoint["clusters"])
+        self.notes.append(f"model.clusters: {k} k-means clusters of the training images")
+        seed = self.config.training.seed
+        return distributed.on_main(lambda: find_clusters(self.data.images, k, seed))
 
     @property
     def step(self) -> int:
         """G steps taken in the whole run."""
         return self.state.steps
+
+    @property
+    def grid_classes(self) -> torch.Tensor:
+        """The class of each grid image; all 0 for an unconditional grid (clusters or not)."""
+        if self.config.model.conditional:
+            return self.fixed_labels
+        return torch.zeros_like(self.fixed_labels)
 
     @property
     def row_labels(self) -> list[str] | None:
@@ -244,6 +265,7 @@ class Trainer:
             "versions": ckpt.versions(),
             "world_size": self.ranks.world_size,
             "precision": self.options.precision,
+            "clusters": self.clusters.state_dict() if self.clusters is not None else None,
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -404,7 +426,7 @@ class Trainer:
         window = torch.zeros(len(STATS), device=self.device)
         epoch_sum = torch.zeros(len(STATS), device=self.device)
         window_steps, steps, window_clock = 0, 0, time.perf_counter()
-        batches = self.data.batches(
+        batches = self.train_data.batches(
             cfg.batch_size,
             cfg.seed,
             self.epoch,
