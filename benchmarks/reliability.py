@@ -223,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
     os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
+    os.environ.setdefault("GANCLI_DATA_DIR", str(data_dir))  # {data} in corpus entries
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         lines, reference = kill_figures(tmp, data_dir, args.kills, random.Random(args.seed))

@@ -76,9 +76,10 @@ def cli_errors() -> Iterator[None]:
 
 
 def _say(line: str) -> None:
-    """One line on stderr, if stderr can take it."""
+    """One line on stderr, if stderr can take it; a newline or escape sequence in a name
+    the message quotes is shown, never obeyed."""
     with suppress(OSError, ValueError):
-        typer.echo(line, err=True)
+        typer.echo(ui.printable(line), err=True)
 
 
 def _version(value: bool) -> None:

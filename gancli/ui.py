@@ -136,9 +136,35 @@ def _flush_at_exit() -> None:
             silence(name)
 
 
+#: Control characters (escape sequences, newlines, bidirectional overrides) as escapes.
+_UNPRINTABLE = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\r"): "\\r",
+}
+
+
+def printable(text: str) -> str:
+    """`text` on one line with nothing a terminal would act on: a description, class or
+    file name holding an escape sequence or a newline is shown, never obeyed."""
+    return text.translate(_UNPRINTABLE)
+
+
+class SafeConsole(Console):
+    """A console for text that is not gancli's own (descriptions, class and file names):
+    no Rich markup or emoji codes are read in it, and control characters are shown as
+    escapes. Every string Rich prints, tables and titles included, passes render_str."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str("\n".join(map(printable, text.split("\n"))), **kwargs)
+
+
 def make_console(json_mode: bool) -> Console:
     """Human output goes to stdout, or to stderr when stdout carries --json."""
-    return Console(file=LenientStream("stderr" if json_mode else "stdout"), highlight=False)
+    stream = LenientStream("stderr" if json_mode else "stdout")
+    return SafeConsole(file=stream, highlight=False, markup=False, emoji=False)
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -312,7 +338,7 @@ def _facts(report: InspectReport) -> list[tuple[str, str]]:
         else:
             state = ck.error or "does not load"
         rows.append((f"checkpoint {ck.file}", f"{ck.bytes / 2**20:.1f} MB, {state}"))
-        rows.append(("  sha256", ck.sha256))
+        rows.append(("  sha256", ck.sha256 or "not computed (refused before reading it whole)"))
     if report.evaluation:
         rows.append(("last evaluation", evaluation_line(report.evaluation)))
     return rows
@@ -360,9 +386,10 @@ def _config_lines(config: dict[str, Any]) -> list[str]:
     lines = []
     for section, values in config.items():
         if isinstance(values, dict):
-            lines.append(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+            pairs = ", ".join(f"{k}={printable(str(v))}" for k, v in values.items())
+            lines.append(f"{section}: {pairs}")
         elif values:
-            lines.append(f"{section}: {values}")
+            lines.append(f"{section}: {printable(str(values))}")
     return lines
 
 
@@ -394,11 +421,13 @@ def render_report(report: InspectReport, console: Console) -> None:
         return
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     summary = Table.grid(padding=(0, 2))
     for label, value in facts:
-        summary.add_row(f"[bold]{label}", value)
-    console.print(Panel(summary, title=f"gancli inspect: {report.name or report.kind}"))
+        summary.add_row(Text(label, style="bold"), value)
+    title = Text(printable(f"gancli inspect: {report.name or report.kind}"))
+    console.print(Panel(summary, title=title))
     if config:
         console.print(Panel("\n".join(config), title="config"))
     for name, net in nets:

@@ -174,11 +174,12 @@ class StopAt(NullReporter):
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
     straight = new_trainer(tmp_path / "a", "dcgan-mnist", data_dir, **{"training.epochs": 2})
     straight.fit()
-    broken = new_trainer(tmp_path / "b", "dcgan-mnist", data_dir, **{"training.epochs": 2})
+    broken = new_trainer(tmp_path / "my runs", "dcgan-mnist", data_dir, **{"training.epochs": 2})
     with pytest.raises(Interrupted) as info:
         broken.fit(StopAt(broken, 13))  # epoch 2, step 3 of 10
     assert info.value.exit_code == 130
-    assert f"gancli train --resume {broken.run.path}" in str(info.value)
+    # The hint is shell-quoted: pasted as it is, it works for a path with a space.
+    assert f"gancli train --resume '{broken.run.path}'" in str(info.value)
     state = load_checkpoint(broken.run.last_checkpoint)
     assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, 13, 3)
     resumed = Trainer.resume(broken.run.path, RuntimeOptions(device="cpu"))

@@ -14,6 +14,7 @@ import hashlib
 import random
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -23,6 +24,7 @@ import torch
 import gancli
 from gancli.engine.errors import CheckpointError
 from gancli.engine.files import atomic_write
+from gancli.engine.limits import available_memory, human_bytes
 
 FORMAT = "gancli-checkpoint"
 FORMAT_VERSION = 1
@@ -80,6 +82,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_checkpoint_file(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or hostile files
@@ -104,6 +107,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if stored != actual:
         raise CheckpointError(f"{path}: checksum mismatch, the file is corrupt")
     return state
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """CheckpointError, in milliseconds whatever the file's size, for a file that cannot be
+    a checkpoint or could not be loaded: no zip directory at its end (torch.save writes a
+    zip archive), or more bytes than the memory free, which loading would need. Only a
+    file that passes is read whole (loaded, hashed)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:  # reads the directory at the end, no more
+            stored = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable gancli checkpoint ({human_bytes(size)} with no zip "
+            f"directory at its end, as torch.save writes: {str(exc)[:80]})"
+        ) from None
+    free = available_memory()
+    if free is not None and max(size, stored) > free:
+        raise CheckpointError(
+            f"{path}: loading it needs about {human_bytes(max(size, stored))} of memory and "
+            f"{human_bytes(free)} is free; a gancli checkpoint this large is not loaded here"
+        )
 
 
 def newest_valid(paths: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:

@@ -202,6 +202,28 @@ def resolve_preset(preset: str) -> Path:
     return path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a mapping naming one key twice: PyYAML would keep the
+    last silently, so a preset could say two things and mean one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue  # an unhashable key: SafeLoader refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         size = path.stat().st_size
@@ -213,7 +235,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -257,7 +279,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. optim.lr_g=1e-4")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = _load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     except ValueError:  # Python refuses to read integers of more than 4,300 digits
@@ -443,7 +465,10 @@ def _check_combinations(config: Config) -> None:
 
 
 def _unknown(key: str, known: Iterable[str]) -> str:
-    return f"{_printable(key)}: unknown key; known keys: {', '.join(known)}"
+    foreign = sorted({c for c in key if not c.isascii()})
+    # A Cyrillic 'м' looks like 'm': say which characters make a key that looks known unknown.
+    alike = f" (it holds {', '.join(f'{c!r} U+{ord(c):04X}' for c in foreign)})" if foreign else ""
+    return f"{_printable(key)}: unknown key{alike}; known keys: {', '.join(known)}"
 
 
 def _printable(key: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gancli.engine.checkpoint import load_checkpoint
+from gancli.engine.checkpoint import check_checkpoint_file, load_checkpoint
 from gancli.engine.config import (
     Config,
     config_from_dict,
@@ -87,7 +87,7 @@ class Progress:
 class CheckpointHealth:
     file: str
     bytes: int
-    sha256: str
+    sha256: str  # "" when the file was refused before it was read whole
     loads: bool = False  # with weights_only=True, format and checksum intact
     can_resume: bool = False
     error: str | None = None
@@ -204,15 +204,21 @@ def _last_evaluation(path: Path) -> dict[str, Any] | None:
     return records[-1] if records else None
 
 
-def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
-    """Size, sha256, whether it loads safely, what it holds and whether it can resume;
-    with the checkpoint's contents when it loads."""
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    health = CheckpointHealth(path.name, path.stat().st_size, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
+    """Size, sha256, whether it loads safely, what it holds and whether it can resume;
+    with the checkpoint's contents when it loads."""
+    health = CheckpointHealth(path.name, path.stat().st_size, "")
     try:
+        check_checkpoint_file(path)  # size and structure first: no hash of 100 GB of junk
+        health.sha256 = file_sha256(path)
         state = load_checkpoint(path)
     except CheckpointError as exc:
         health.error = str(exc)

@@ -67,11 +67,14 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
     from gancli.engine import distributed  # PyTorch loads here, not for a dry run
     from gancli.engine.data import dataset_summary
     from gancli.engine.limits import check_training_memory
+    from gancli.engine.runs import check_run_name
     from gancli.engine.runtime import prepare
     from gancli.engine.trainer import Trainer
 
     with distributed.rank_errors():
         request.check()
+        if request.name is not None:
+            check_run_name(request.name)  # before the data is read
         config = None if request.resume else request.config()
         if config is not None:
             # Before joining the other ranks: a bad batch size fails fast, nobody waits.

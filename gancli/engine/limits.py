@@ -107,7 +107,8 @@ def network_sizes(
             activations[0] += output.numel()
 
     with torch.device("meta"), torch.no_grad():
-        g, d = build_models(config.model, image_shape, max(classes, 1))
+        # A folder's classes are known only once it is read; their number barely matters here.
+        g, d = build_models(config.model, image_shape, max(classes, 2))
         leaves = [m for net in (g, d) for m in net.modules() if not list(m.children())]
         hooks = [m.register_forward_hook(count) for m in leaves]
         try:  # two images, in eval mode: batch norm and minibatch std-dev need a batch

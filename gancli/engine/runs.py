@@ -34,6 +34,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_RUNS_PER_NAME = 9999
 
 
+def check_run_name(name: str) -> None:
+    """RunDirError unless `name` makes a run folder name safe to print and to type."""
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through
+        raise RunDirError(
+            f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
+        )
+
+
 def runs_root(out: str | Path | None = None) -> Path:
     """--out, else $GANCLI_RUNS_DIR, else ./runs."""
     if out is not None:
@@ -104,10 +112,7 @@ class RunDir:
     @classmethod
     def create(cls, root: Path, name: str) -> RunDir:
         """Make ROOT/NAME-NNN with the next free number; never reuses an existing directory."""
-        if not _NAME.match(name):
-            raise RunDirError(
-                f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
-            )
+        check_run_name(name)
         made_root = not os.path.lexists(root)
         try:
             root.mkdir(parents=True, exist_ok=True)

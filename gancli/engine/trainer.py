@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 import signal
 import time
 from collections import Counter
@@ -542,7 +543,8 @@ class Trainer:
         code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
         error = Interrupted(
             f"interrupted at step {self.step} (epoch {self.epoch + 1}); checkpoint saved to "
-            f"{self.run.last_checkpoint}. Resume with: gancli train --resume {self.run.path}",
+            f"{self.run.last_checkpoint}. Resume with: gancli train --resume "
+            f"{shlex.quote(str(self.run.path))}",
             code,
         )
         error.quiet = not self.is_main

@@ -37,6 +37,9 @@ FAMILIES = {
     5: "output streams: closed, full or broken",
     6: "huge or absurd requests refused up front or bounded",
     7: "signals: no orphan folder, no truncated file",
+    8: "terminal safety and names: markup and escapes shown, odd names refused",
+    9: "bounded work on hostile files: huge checkpoints refused before reading",
+    10: "a wrong --data-dir stops at once; one level too deep is accepted",
 }
 LONG = "a" * 260  # a file name longer than any file system allows (255 bytes)
 TINY = {"data.limit": 64, "training.batch_size": 32, "training.epochs": 2}
@@ -65,9 +68,11 @@ def copy_run(source: Path, target: Path) -> None:
 
 
 def fill(text: str, workdir: Path) -> str:
-    """Placeholders of a corpus entry: {run}, {tmp}, {pid} (a live process), {long}."""
+    """Placeholders of a corpus entry: {run}, {tmp}, {pid} (a live process), {long},
+    {data} (the shared data root, $GANCLI_DATA_DIR)."""
     return (
         text.replace("{run}", str(workdir / "run"))
+        .replace("{data}", os.environ.get("GANCLI_DATA_DIR", ""))
         .replace("{tmp}", str(workdir))
         .replace("{pid}", str(os.getpid()))
         .replace("{long}", LONG)
@@ -120,6 +125,15 @@ def _idx_gz(path: Path, shape: list[int], payload: int) -> None:
             fh.write(block[: min(len(block), payload - start)])
 
 
+def _sparse(path: Path, extra: int) -> None:
+    """`path`'s bytes (none if it is absent) followed by `extra` bytes of a hole: a file
+    of any size that takes no room on disk."""
+    data = path.read_bytes() if path.is_file() else b""
+    _clear(path)
+    path.write_bytes(data)
+    os.truncate(path, len(data) + extra)
+
+
 def _own_pngs(folder: Path, count: int) -> None:
     """Images named as `sample --out DIR/` names them, as if left by an earlier sample."""
     from PIL import Image
@@ -140,6 +154,7 @@ SETUP: dict[str, Callable[..., None]] = {
     "touch": _touch,
     "pngs": _own_pngs,
     "idx": _idx_gz,
+    "sparse": _sparse,
 }
 
 
@@ -153,15 +168,17 @@ def prepare_command(entry: dict[str, Any], workdir: Path, source: Path) -> list[
 
 
 def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    """Every name under `root` with its kind, size, time and (files) content hash."""
+    """Every name under `root` with its kind, size and (files) content hash, or its time
+    for a file too large to read (the sparse giants of family 9)."""
     found: dict[str, tuple[Any, ...]] = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(folder) / name
             info = path.lstat()
-            digest = ""
+            digest: Any = ""
             if path.is_file() and not path.is_symlink():
-                digest = hashlib.sha1(path.read_bytes()).hexdigest()
+                big = info.st_size > 1 << 28
+                digest = info.st_mtime_ns if big else hashlib.sha1(path.read_bytes()).hexdigest()
             found[str(path.relative_to(root))] = (info.st_mode, info.st_size, digest)
     return found
 
@@ -175,6 +192,8 @@ def command_clean(
     lines = [line for line in output.splitlines() if line.strip()]
     if "Traceback" in output:
         return "traceback"
+    if "\x1b" in output:  # not a terminal: gancli's own output has no escape sequences
+        return "a raw escape sequence reached the output"
     if code != entry.get("exit", 2):
         return f"exit {code}"
     if code and (len(lines) != 1 or not lines[0].startswith("error: ")):
