@@ -223,6 +223,20 @@ def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Pa
         Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
 
 
+def test_resume_finds_data_that_moved_since_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder a run read its data from is tried first on resume, but only while it
+    is there: a run copied to another machine finds the data the usual way."""
+    first = make_mnist_root(tmp_path / "first", n=64)
+    trainer = new_trainer(tmp_path, "gan-mnist", first, **{"data.limit": 64})
+    trainer.fit()
+    (tmp_path / "first").rename(tmp_path / "moved")
+    monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "moved"))
+    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
+    assert resumed.data.source == str(tmp_path / "moved" / "MNIST" / "raw")
+
+
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ConfigError):
         new_trainer(tmp_path, "wgan-mnist", data_dir, "objective.n_critic=5", **{"data.limit": 100})

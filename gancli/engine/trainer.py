@@ -224,7 +224,7 @@ class Trainer:
         )
         data_dir = options.data_dir
         source = Path(str(state.get("data", {}).get("source", "")))
-        if data_dir is None and source.name == "raw":
+        if data_dir is None and source.name == "raw" and source.is_dir():
             data_dir = str(source.parents[1])  # read again from <root>/<Folder>/raw
         data = load_dataset(config.data, data_dir, device=device)
         if len(data) != state["data"]["num_images"]:
