@@ -9,7 +9,12 @@ figures written to benchmarks/results/reliability.md:
 - corrupt files: damaged copies of a real checkpoint, each given to `gancli inspect`;
 - malicious pickles: five kinds of code-running checkpoint through sample, animate,
   inspect, evaluate and --resume, counting whether any code ran;
-- bad inputs: every entry of tests/reliability/bad_inputs.jsonl through `gancli train`.
+- bad inputs: every config, override and flag entry of tests/reliability/bad_inputs.jsonl
+  through `gancli train`;
+- families (issue 15): every corpus entry that names a family (any command, against a
+  damaged copy of a tiny run), and the scenarios of tests/reliability/hostile.py (pipes,
+  closed and full streams, signals, read-only and full file systems, racing commands),
+  reported per family as cases tried and cases clean.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from gancli.engine.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
 
+import hostile  # noqa: E402
 from scenarios import (  # noqa: E402
     MALICIOUS_KINDS,
     MARKER,
@@ -114,7 +121,7 @@ def malicious_figure(tmp: Path) -> str:
 
 def bad_input_figure(tmp: Path) -> str:
     """The corpus of bad flags and configs, two commands at a time."""
-    entries = corpus()
+    entries = [e for e in corpus() if e["kind"] != "command"]
 
     def check(entry: dict) -> bool:
         result = gancli("train", *corpus_args(entry, tmp))
@@ -123,6 +130,88 @@ def bad_input_figure(tmp: Path) -> str:
     with ThreadPoolExecutor(max_workers=2) as pool:
         clean = list(pool.map(check, entries))
     return f"- bad inputs with a one-line error and exit 2: {sum(clean)}/{len(entries)}"
+
+
+def corpus_outcomes(tmp: Path, tiny: Path) -> list[hostile.Outcome]:
+    """Every corpus entry that names a family, through the real command line."""
+
+    def check(entry: dict) -> hostile.Outcome:
+        work = tmp / f"entry-{entry['id']}"
+        work.mkdir(parents=True)
+        if entry["kind"] != "command":
+            result = gancli("train", *corpus_args(entry, work))
+            ok = clean_failure(result.returncode, result.stdout + result.stderr, entry["expect"])
+            return hostile.Outcome(entry["family"], entry["id"], "" if ok else result.stderr[-200:])
+        args = hostile.prepare_command(entry, work, tiny)
+        before = hostile.snapshot(work)
+        result = gancli(*args)
+        changed = hostile.changed_paths(before, hostile.snapshot(work))
+        output = result.stdout + result.stderr
+        problem = hostile.command_clean(entry, result.returncode, output, changed, work)
+        return hostile.Outcome(entry["family"], entry["id"], problem)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(check, [e for e in corpus() if "family" in e]))
+
+
+def scenarios(tmp: Path, tiny: Path, data_dir: Path) -> list[tuple[int, str, Any]]:
+    """(family, name, a call giving '' when clean, the problem, or None where the scenario
+    cannot be set up here), each scenario in a folder of its own."""
+
+    def case(family: int, name: str, scenario: Any, *args: Any) -> tuple[int, str, Any]:
+        folder = tmp / f"{len(cases):03d}"
+
+        def run() -> str | None:
+            folder.mkdir(parents=True)
+            return scenario(folder, *args)
+
+        return family, name, run
+
+    cases: list[tuple[int, str, Any]] = []
+    for family, name, scenario, *args in [
+        (1, "resume while training", hostile.resume_while_training, data_dir),
+        (2, "two samples to one .npz", hostile.concurrent_npz, tiny),
+        (4, "full disk in torch.save", hostile.disk_full_training, data_dir),
+        (5, "train | head -1", hostile.train_piped_to_head, data_dir),
+        (5, "train on a terminal", hostile.train_on_a_terminal, data_dir),
+        (7, "SIGHUP mid-epoch", hostile.sighup_training, data_dir),
+        (7, "SIGTERM in sample DIR/", hostile.sigterm_during_folder_sample, tiny),
+    ]:
+        cases.append(case(family, name, scenario, *args))
+    for command in hostile.READ_ONLY_COMMANDS:
+        cases.append(case(4, f"read-only {command}", hostile.read_only_case, tiny, command))
+    for command in hostile.STREAM_COMMANDS:
+        for redirect in (">&-", ">/dev/full"):
+            for json_out in (False, True):
+                name = f"{command} {redirect}{' --json' if json_out else ''}"
+                args = (tiny, command, redirect, json_out)
+                cases.append(case(5, name, hostile.stream_case, *args))
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
+        name = f"SIGTERM {delay} s after mkdir"
+        cases.append(case(7, name, hostile.sigterm_after_run_folder, data_dir, delay))
+    return cases
+
+
+def family_figures(tmp: Path, data_dir: Path) -> list[str]:
+    """Cases tried and clean per family of issue 15, and what was not clean."""
+    tiny = hostile.make_tiny_run(tmp / "tiny", data_dir)
+    outcomes = corpus_outcomes(tmp / "corpus", tiny)
+    skipped = []
+    for family, name, call in scenarios(tmp / "scenarios", tiny, data_dir):
+        problem = call()
+        if problem is None:
+            skipped.append(name)
+            continue
+        outcomes.append(hostile.Outcome(family, name, problem))
+        print(f"family {family} {name}: {problem or 'clean'}")
+    lines = []
+    for family, title in hostile.FAMILIES.items():
+        mine = [o for o in outcomes if o.family == family]
+        lines.append(f"- family {family}, {title}: {sum(o.clean for o in mine)}/{len(mine)} clean")
+        lines += [f"  - not clean: {o.name}: {o.problem[:160]}" for o in mine if not o.clean]
+    if skipped:
+        lines.append(f"- not run here (no private mount namespace): {', '.join(skipped)}")
+    return lines
 
 
 def main() -> None:
@@ -134,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
     os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
+    os.environ.setdefault("GANCLI_DATA_DIR", str(data_dir))  # {data} in corpus entries
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         lines, reference = kill_figures(tmp, data_dir, args.kills, random.Random(args.seed))
@@ -141,6 +231,9 @@ def main() -> None:
         lines.append(mutant_figure(tmp, good, args.mutants, args.seed))
         lines.append(malicious_figure(tmp))
         lines.append(bad_input_figure(tmp))
+        lines.append("")
+        lines.append("Per family of issue 15 (corpus entries and scenarios):")
+        lines += family_figures(tmp / "families", data_dir)
     report = "\n".join(
         [f"# Reliability figures ({time.strftime('%Y-%m-%d')}, seed {args.seed})", "", *lines, ""]
     )

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +16,15 @@ import typer
 
 import gancli
 from gancli import ui
-from gancli.engine.errors import EXIT_INTERRUPTED, ConfigError, GancliError
+from gancli.engine.errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    GancliError,
+    StorageError,
+    Terminated,
+    out_of_memory,
+    raise_on_termination,
+)
 
 app = typer.Typer(
     name="gancli",
@@ -46,16 +53,33 @@ class Precision(str, enum.Enum):
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Engine errors -> one line on stderr and their exit code; Ctrl-C -> 130."""
+    """Engine errors -> one line on stderr and their exit code; Ctrl-C -> 130, SIGTERM and
+    SIGHUP -> 128 + the signal; an allocator failure -> one line, exit 1."""
     try:
         yield
     except GancliError as exc:
         if not exc.quiet:  # quiet: rank 0 of a distributed run prints it
-            typer.echo(f"error: {exc}", err=True)
+            _say(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        _say("interrupted" + (f" ({exc})" if isinstance(exc, Terminated) else ""))
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
+    except (MemoryError, RuntimeError) as exc:
+        error = out_of_memory(exc)
+        if error is None:
+            raise
+        _say(f"error: {error}")
+        raise typer.Exit(error.exit_code) from None
+    except OSError as exc:  # a file fault no engine function foresaw: still one line
+        _say(f"error: {exc.filename or 'I/O'}: {exc.strerror or exc}")
+        raise typer.Exit(StorageError.exit_code) from None
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if stderr can take it; a newline or escape sequence in a name
+    the message quotes is shown, never obeyed."""
+    with suppress(OSError, ValueError):
+        typer.echo(ui.printable(line), err=True)
 
 
 def _version(value: bool) -> None:
@@ -74,6 +98,8 @@ def main(
     ] = False,
 ) -> None:
     """Train, sample, animate, score and inspect the classic GANs."""
+    ui.guard_streams()
+    raise_on_termination()
 
 
 @app.command(
@@ -123,7 +149,6 @@ def train(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help="CPU threads per process (default: the physical cores, shared out among "
             "the processes torchrun starts on this machine).",
         ),
@@ -207,7 +232,7 @@ def train(
             if json_out:
                 ui.print_json(config_to_dict(config))
             elif not quiet:
-                sys.stdout.write(config_to_yaml(config))
+                ui.write_text(config_to_yaml(config))
             return
         # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
         from gancli.engine.launch import launch
@@ -218,16 +243,16 @@ def train(
             result = launch(request, reporter)
         finally:
             reporter.close()
-    if result is None:
-        return  # a torchrun rank other than 0: rank 0 reports for all
-    if json_out:
-        ui.print_json(dataclasses.asdict(result))
-    elif not quiet:
-        console.print(
-            f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s "
-            f"({result.images_per_second:.0f} img/s); run directory {result.run_dir}",
-            soft_wrap=True,
-        )
+        if result is None:
+            return  # a torchrun rank other than 0: rank 0 reports for all
+        if json_out:
+            ui.print_json(dataclasses.asdict(result))
+        elif not quiet:
+            console.print(
+                f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s "
+                f"({result.images_per_second:.0f} img/s); run directory {result.run_dir}",
+                soft_wrap=True,
+            )
 
 
 def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> None:
@@ -284,7 +309,7 @@ def sample(
     quiet: QuietOpt = False,
 ) -> None:
     """Generate images from a trained run, without retraining."""
-    from gancli.engine.runs import next_free_path, resolve_checkpoint, runs_root
+    from gancli.engine.runs import GENERATED, resolve_checkpoint, runs_root
     from gancli.engine.runtime import use_device
     from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
 
@@ -293,16 +318,17 @@ def sample(
         trained = load_generator(checkpoint, use_device(device), ema)
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
-        if out is None:
-            out = next_free_path((run.path if run else Path.cwd()) / "generated", "sample", ".png")
-        result = write_samples(trained, request, out, nrow, force)
-    classes = [trained.class_names[i] for i in labels]
-    result.update(
-        checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
-        classes=classes,
-    )  # fmt: skip
-    what = f" of class {', '.join(classes)}" if labels else ""
-    _emit(result, json_out, quiet, f"wrote {result['images']} images{what} to {out}")
+        default_dir = (run.path if run else Path.cwd()) / GENERATED
+        result = write_samples(trained, request, out, nrow, force, default_dir)
+        classes = [trained.class_names[i] for i in labels]
+        result.update(
+            checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
+            classes=classes,
+        )  # fmt: skip
+        what = f" of class {', '.join(classes)}" if labels else ""
+        removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
+        line = f"wrote {result['images']} images{what} to {result['out']}{removed}"
+        _emit(result, json_out, quiet, line)
 
 
 @app.command(
@@ -334,25 +360,36 @@ def animate(
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
     runs: RunsOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing --out (the run's own GIFs always are)."),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build a GIF (or MP4) of training progress, or of a walk through latent space."""
-    from gancli.engine.animation import latent_walk, write_animation, write_progress
+    from gancli.engine.animation import (
+        check_animation,
+        latent_walk,
+        write_animation,
+        write_progress,
+    )
     from gancli.engine.runs import RunDir, latest_run, runs_root
     from gancli.engine.sampling import load_generator
 
+    replace = force or out is None  # the run's own progress.gif / interpolation.gif
     with cli_errors():
         run = RunDir.open(path) if path else latest_run(runs_root(runs))
         if interpolate or across_classes:
+            target = out or run.path / "interpolation.gif"
+            check_animation(target, loop, 0, replace)
             trained = load_generator(run.newest_checkpoint()[0])
             frames = latent_walk(trained, seed=seed, across_classes=across_classes)
-            target = out or run.path / "interpolation.gif"
-            write_animation(frames, target, fps or 12.0, loop, hold_last=0)
+            write_animation(frames, target, fps or 12.0, loop, hold_last=0, replace=replace)
             result: dict[str, Any] = {"out": str(target), "frames": len(frames)}
         else:
-            result = write_progress(run, out, fps or 2.0, every, loop, hold_last)
-    _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
+            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace)
+        _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
 
 
 @app.command(
@@ -374,10 +411,10 @@ def inspect(
 
     with cli_errors():
         report = inspect_target(path or str(latest_run(runs_root(runs)).path))
-    if json_out:
-        ui.print_json(report.to_dict())
-    elif not quiet:
-        ui.render_report(report, ui.make_console(False))
+        if json_out:
+            ui.print_json(report.to_dict())
+        elif not quiet:
+            ui.render_report(report, ui.make_console(False))
 
 
 @app.command(epilog="Example:  gancli presets --json")
@@ -385,11 +422,12 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """List the shipped presets with their one-line descriptions."""
     from gancli.engine.config import list_presets, presets_dir
 
-    found = list_presets()
-    if json_out:
-        ui.print_json({"directory": str(presets_dir()), "presets": found})
-    elif not quiet:
-        ui.render_presets(found, ui.make_console(False))
+    with cli_errors():
+        found = list_presets()
+        if json_out:
+            ui.print_json({"directory": str(presets_dir()), "presets": found})
+        elif not quiet:
+            ui.render_presets(found, ui.make_console(False))
 
 
 @app.command(
@@ -460,6 +498,7 @@ def evaluate(
                 train_evaluator, out, epochs, seed, data_dir, device, log, json_out, quiet
             )
             return
+        from gancli.engine.files import check_writable
         from gancli.engine.runs import resolve_checkpoint, runs_root
         from gancli.engine.sampling import load_generator
         from gancli.engine.scoring import EvalRequest, append_record, check_request
@@ -468,15 +507,17 @@ def evaluate(
         request = EvalRequest(num, seed, batch_size, extractor, floor)
         check_request(request)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
+        if run is not None:
+            check_writable(run.path, "eval.json")  # now, not after minutes of scoring
         trained = load_generator(checkpoint, use_device(device), ema)
         report = score(trained, request, str(data_dir) if data_dir else None, log)
         if run is not None:
-            append_record(run.evaluations, report)
+            append_record(run, report, log)
             report.saved_to = str(run.evaluations)
-    if json_out:
-        ui.print_json(report.to_dict())
-    elif not quiet:
-        ui.render_evaluation(report, console)
+        if json_out:
+            ui.print_json(report.to_dict())
+        elif not quiet:
+            ui.render_evaluation(report, console)
 
 
 def _train_evaluator(
@@ -492,10 +533,12 @@ def _train_evaluator(
 ) -> None:
     from gancli.engine.config import DataConfig
     from gancli.engine.evaluator import train_evaluator
+    from gancli.engine.files import check_target
     from gancli.engine.runtime import use_device
 
     if out is None:
         raise ConfigError("--train-evaluator: give the file to write with --out")
+    check_target(out)
     if out.exists():
         raise ConfigError(f"--out {out}: already exists; choose a new file name")
     evaluator = train_evaluator(

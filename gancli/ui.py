@@ -6,8 +6,13 @@ one-line-per-epoch logs anywhere else (pipes, files, CI), nothing at all with --
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import json
+import os
 import sys
+from errno import EBADF
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -20,20 +25,169 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gancli.engine.errors import StorageError
+
 if TYPE_CHECKING:  # the engine's modules load PyTorch: only their types are needed here
     from gancli.engine.inspection import InspectReport, Network
     from gancli.engine.inspection import Progress as RunProgress
     from gancli.engine.scoring import EvalReport, Scores
 
 
+class LenientStream(io.TextIOBase):
+    """sys.stdout or sys.stderr for Rich, looked up at each write; a write that fails (a
+    closed pipe as in `gancli train | head -1`, a full device, a closed descriptor) drops
+    this and all later output instead of raising. Progress and messages are a courtesy:
+    the command's work goes on, and the JSON result (print_json) is what must arrive."""
+
+    def __init__(self, name: str):
+        self.name = name  # "stdout" or "stderr"
+        self.lost = False
+
+    def _stream(self) -> Any:
+        stream = getattr(sys, self.name)
+        # While a progress bar is live, Rich puts a proxy that writes through the console
+        # in place of sys.stdout: writing to it from the console would go round in a circle.
+        return getattr(stream, "rich_proxied_file", stream)
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                self._stream().write(text)
+            except (OSError, ValueError, AttributeError) as exc:  # None when closed at start
+                self._lose(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._stream().flush()
+            except (OSError, ValueError, AttributeError) as exc:
+                self._lose(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return not self.lost and bool(self._stream().isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def fileno(self) -> int:
+        try:
+            return int(self._stream().fileno())
+        except AttributeError:  # no stream at all (closed when Python started)
+            raise io.UnsupportedOperation("stream closed") from None
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._stream(), "encoding", None) or "utf-8")
+
+    def _lose(self, exc: BaseException) -> None:
+        self.lost = True
+        silence(self.name)
+        # A closed pipe (its reader has gone) or a stdout closed on purpose: say nothing.
+        # Anything else (a full device): say it once.
+        quiet = isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) in (None, EBADF)
+        if self.name == "stdout" and not quiet:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.write(
+                    f"warning: stdout lost ({getattr(exc, 'strerror', exc)}); carrying on\n"
+                )
+
+
+def silence(name: str) -> None:
+    """Point a standard stream that cannot be written at /dev/null, so that Python's own
+    flush at exit does not fail with a traceback about it."""
+    stream = getattr(sys, name, None)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno() if stream is not None else _FDS[name])
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+_FDS = {"stdin": 0, "stdout": 1, "stderr": 2}
+_guarded = False
+
+
+def guard_streams() -> None:
+    """Make closed or broken standard streams harmless, once per process. A descriptor 0-2
+    closed by the caller (`>&-`) would be handed to the next file gancli opens (a checkpoint
+    would receive stray output), so it is opened on /dev/null; Python then has no
+    sys.stdout, which LenientStream and print_json treat as closed."""
+    global _guarded
+    if _guarded:
+        return
+    _guarded = True
+    for fd in _FDS.values():
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    atexit.register(_flush_at_exit)
+
+
+def _flush_at_exit() -> None:
+    for name in ("stdout", "stderr"):
+        try:
+            getattr(sys, name).flush()
+        except (OSError, ValueError, AttributeError):
+            silence(name)
+
+
+#: Control characters (escape sequences, newlines, bidirectional overrides) as escapes.
+_UNPRINTABLE = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\r"): "\\r",
+}
+
+
+def printable(text: str) -> str:
+    """`text` on one line with nothing a terminal would act on: a description, class or
+    file name holding an escape sequence or a newline is shown, never obeyed."""
+    return text.translate(_UNPRINTABLE)
+
+
+class SafeConsole(Console):
+    """A console for text that is not gancli's own (descriptions, class and file names):
+    no Rich markup or emoji codes are read in it, and control characters are shown as
+    escapes. Every string Rich prints, tables and titles included, passes render_str."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str("\n".join(map(printable, text.split("\n"))), **kwargs)
+
+
 def make_console(json_mode: bool) -> Console:
     """Human output goes to stdout, or to stderr when stdout carries --json."""
-    return Console(file=sys.stderr if json_mode else sys.stdout, highlight=False)
+    stream = LenientStream("stderr" if json_mode else "stdout")
+    return SafeConsole(file=stream, highlight=False, markup=False, emoji=False)
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    """The one JSON object on stdout; StorageError (one line, exit 1) if it cannot be
+    written, since a script waiting for it must not take silence for success."""
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    try:
+        if sys.stdout is None:
+            raise OSError(EBADF, "stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        silence("stdout")
+        reason = getattr(exc, "strerror", None) or "stdout is closed"
+        raise StorageError(f"cannot write the JSON result to stdout: {reason}") from None
+
+
+def write_text(text: str) -> None:
+    """Plain text on stdout (a --dry-run's YAML), dropped like any output that is lost."""
+    stream = LenientStream("stdout")
+    stream.write(text)
+    stream.flush()
 
 
 def _losses(stats: dict[str, Any]) -> str:
@@ -185,7 +339,7 @@ def _facts(report: InspectReport) -> list[tuple[str, str]]:
         else:
             state = ck.error or "does not load"
         rows.append((f"checkpoint {ck.file}", f"{ck.bytes / 2**20:.1f} MB, {state}"))
-        rows.append(("  sha256", ck.sha256))
+        rows.append(("  sha256", ck.sha256 or "not computed (refused before reading it whole)"))
     if report.evaluation:
         rows.append(("last evaluation", evaluation_line(report.evaluation)))
     return rows
@@ -219,8 +373,6 @@ def _progress_rows(progress: RunProgress) -> list[tuple[str, str]]:
 
 def evaluation_line(record: dict[str, Any]) -> str:
     """One line of an eval.json record: the model's headline figures beside the floor's."""
-    if "model" not in record:
-        return str(record.get("error", "unreadable"))
     model, floor = record["model"], record.get("floor") or {}
     parts = [f"FID {model['fid']:.3g}" + (f" (real floor {floor['fid']:.3g})" if floor else "")]
     parts.append(f"coverage {model['coverage']}/{len(record.get('class_names', []))}")
@@ -235,9 +387,10 @@ def _config_lines(config: dict[str, Any]) -> list[str]:
     lines = []
     for section, values in config.items():
         if isinstance(values, dict):
-            lines.append(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+            pairs = ", ".join(f"{k}={printable(str(v))}" for k, v in values.items())
+            lines.append(f"{section}: {pairs}")
         elif values:
-            lines.append(f"{section}: {values}")
+            lines.append(f"{section}: {printable(str(values))}")
     return lines
 
 
@@ -269,11 +422,13 @@ def render_report(report: InspectReport, console: Console) -> None:
         return
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     summary = Table.grid(padding=(0, 2))
     for label, value in facts:
-        summary.add_row(f"[bold]{label}", value)
-    console.print(Panel(summary, title=f"gancli inspect: {report.name or report.kind}"))
+        summary.add_row(Text(label, style="bold"), value)
+    title = Text(printable(f"gancli inspect: {report.name or report.kind}"))
+    console.print(Panel(summary, title=title))
     if config:
         console.print(Panel("\n".join(config), title="config"))
     for name, net in nets:

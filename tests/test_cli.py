@@ -153,7 +153,7 @@ def test_missing_data_is_one_line_and_exit_2(
         "--out",
         str(tmp_path),
     )
-    assert_clean_error(result, 2, "mnist (train split) not found; tried")
+    assert_clean_error(result, 2, "--data-dir " + str(tmp_path / "x") + ": no such folder")
     assert not (
         tmp_path / "dcgan-mnist-001"
     ).exists()  # no run directory for a run that never began

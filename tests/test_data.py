@@ -71,8 +71,22 @@ def test_lookup_order_data_dir_then_env(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("GANCLI_DATA_DIR", str(second))
     assert len(load_dataset(DataConfig(), first)) == 10
     assert len(load_dataset(DataConfig(), None)) == 30
-    # A --data-dir without the files falls through to the next place.
-    assert len(load_dataset(DataConfig(), tmp_path / "empty")) == 30
+    # A --data-dir without the files stops at once: no other place, no download.
+    with pytest.raises(DataError, match=r"--data-dir .*empty: no such folder; give the folder"):
+        load_dataset(DataConfig(), tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no MNIST/raw/train-images-idx3-ubyte\[\.gz\] there"):
+        load_dataset(DataConfig(), tmp_path / "empty")
+
+
+def test_a_data_dir_one_or_two_levels_too_deep_is_accepted(tmp_path: Path) -> None:
+    root = make_mnist_root(tmp_path / "root", n=10)
+    assert len(load_dataset(DataConfig(), root / "MNIST")) == 10
+    assert len(load_dataset(DataConfig(), root / "MNIST" / "raw")) == 10
+    # ... but only under the dataset's own folder name: FashionMNIST's files are named alike.
+    (root / "MNIST").rename(root / "FashionMNIST")
+    with pytest.raises(DataError, match="give the folder that holds MNIST/"):
+        load_dataset(DataConfig(), root / "FashionMNIST")
 
 
 def test_user_cache_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,10 +99,9 @@ def test_user_cache_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_not_found_names_every_place_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(), tmp_path / "flag")
+        load_dataset(DataConfig(), None)
     message = str(info.value)
     for part in (
-        "(--data-dir)",
         "($GANCLI_DATA_DIR)",
         "(user cache)",
         "download (skipped",

@@ -69,7 +69,7 @@ def test_not_found_mentions_debian(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("GANCLI_DEBIAN_DATASETS", str(tmp_path / "deb"))
     with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(dataset="notmnist"), tmp_path)
+        load_dataset(DataConfig(dataset="notmnist"), None)
     assert "(Debian package)" in str(info.value)
     assert "download (none exists for this dataset)" in str(info.value)
 

@@ -170,11 +170,12 @@ class StopAt(NullReporter):
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
     straight = new_trainer(tmp_path / "a", "dcgan-mnist", data_dir, **{"training.epochs": 2})
     straight.fit()
-    broken = new_trainer(tmp_path / "b", "dcgan-mnist", data_dir, **{"training.epochs": 2})
+    broken = new_trainer(tmp_path / "my runs", "dcgan-mnist", data_dir, **{"training.epochs": 2})
     with pytest.raises(Interrupted) as info:
         broken.fit(StopAt(broken, 13))  # epoch 2, step 3 of 10
     assert info.value.exit_code == 130
-    assert f"gancli train --resume {broken.run.path}" in str(info.value)
+    # The hint is shell-quoted: pasted as it is, it works for a path with a space.
+    assert f"gancli train --resume '{broken.run.path}'" in str(info.value)
     state = load_checkpoint(broken.run.last_checkpoint)
     assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, 13, 3)
     resumed = Trainer.resume(broken.run.path, RuntimeOptions(device="cpu"))
@@ -216,6 +217,20 @@ def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Pa
         Trainer.resume(trainer.run.path, RuntimeOptions(data_dir=str(other), device="cpu"))
     with pytest.raises(ConfigError, match="already done 2 epochs"):
         Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
+
+
+def test_resume_finds_data_that_moved_since_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder a run read its data from is tried first on resume, but only while it
+    is there: a run copied to another machine finds the data the usual way."""
+    first = make_mnist_root(tmp_path / "first", n=64)
+    trainer = new_trainer(tmp_path, "gan-mnist", first, **{"data.limit": 64})
+    trainer.fit()
+    (tmp_path / "first").rename(tmp_path / "moved")
+    monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "moved"))
+    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
+    assert resumed.data.source == str(tmp_path / "moved" / "MNIST" / "raw")
 
 
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path: Path, data_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from gancli.engine.clusters import draw
-from gancli.engine.errors import ConfigError
-from gancli.engine.files import atomic_write
+from gancli.engine.errors import CheckpointError, ConfigError
+from gancli.engine.files import atomic_write, check_target, check_writable
 from gancli.engine.runs import RunDir
 from gancli.engine.sampling import TrainedGenerator, generate, grid_image, noise_chunks
 
@@ -45,17 +46,41 @@ def epoch_grids(run: RunDir, every: int = 1) -> list[tuple[int, Path]]:
     return picked if picked[-1] == grids[-1] else [*picked, grids[-1]]
 
 
+GIF_FRAME_MAX = 655.35  # seconds: a GIF frame's delay is 16 bits of centiseconds
+GIF_LOOPS_MAX = 65535
+
+
+def check_animation(out: Path, loop: int = 0, hold_last: float = 0.0, replace: bool = True) -> None:
+    """Refuse, before any frame is made, an animation that cannot be written to `out`."""
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise ConfigError(f"--out {out}: use a .gif or .mp4 file")
+    check_target(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name a .gif or .mp4 file")
+    if os.path.lexists(out) and not replace:
+        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    if loop > GIF_LOOPS_MAX:
+        raise ConfigError(f"--loop {loop}: at most {GIF_LOOPS_MAX} (0 loops forever)")
+    if hold_last > GIF_FRAME_MAX - 1:
+        raise ConfigError(f"--hold-last {hold_last:g}: at most {GIF_FRAME_MAX - 1:g} seconds")
+    check_writable(out.parent, "--out")
+
+
 def write_animation(
-    frames: list[Image.Image], out: Path, fps: float, loop: int = 0, hold_last: float = 2.0
+    frames: list[Image.Image],
+    out: Path,
+    fps: float,
+    loop: int = 0,
+    hold_last: float = 2.0,
+    replace: bool = True,
 ) -> None:
-    """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer."""
+    """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer.
+    With `replace=False` an existing `out` is never replaced (ConfigError)."""
     if not frames:
         raise ConfigError("nothing to animate: no frames")
-    suffix = out.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise ConfigError(f"--out {out}: use a .gif or .mp4 file")
-    with atomic_write(out) as tmp:
-        if suffix == ".gif":
+    check_animation(out, loop, hold_last, replace)
+    with atomic_write(out, replace=replace) as tmp:
+        if out.suffix.lower() == ".gif":
             frame_ms = max(20, round(1000 / fps))
             durations = [frame_ms] * (len(frames) - 1) + [frame_ms + round(hold_last * 1000)]
             frames[0].save(
@@ -91,18 +116,31 @@ def write_progress(
     every: int = 1,
     loop: int = 0,
     hold_last: float = 2.0,
+    replace: bool = True,
 ) -> dict[str, object]:
     """The run's epoch grids as one animation with 'epoch N' on each frame."""
+    target = out or run.progress_gif
+    check_animation(target, loop, hold_last, replace)
     grids = epoch_grids(run, every)
     if not grids:
         raise ConfigError(f"{run.path} has no samples/epoch_*.png grids yet")
-    frames = []
-    for epoch, path in grids:
-        with Image.open(path) as img:
-            frames.append(caption(img, f"epoch {epoch}"))
-    target = out or run.progress_gif
-    write_animation(frames, target, fps, loop, hold_last)
+    frames = [caption(read_grid(path), f"epoch {epoch}") for epoch, path in grids]
+    write_animation(frames, target, fps, loop, hold_last, replace)
     return {"out": str(target), "frames": len(frames), "epochs": [e for e, _ in grids]}
+
+
+def read_grid(path: Path) -> Image.Image:
+    """An epoch grid, read whole; CheckpointError naming it when it is not a whole image
+    (a directory, a truncated or foreign file, an image too large to be a grid)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).split(";")[0][:100]
+        raise CheckpointError(
+            f"{path} is not a readable image ({reason}); delete it to animate the rest"
+        ) from None
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -9,12 +9,14 @@ no pickled code is ever executed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
 import re
 import sys
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ import torch
 import gancli
 from gancli.engine.errors import CheckpointError
 from gancli.engine.files import atomic_write
+from gancli.engine.limits import available_memory, human_bytes
 
 FORMAT = "gancli-checkpoint"
 FORMAT_VERSION = 1
@@ -39,8 +42,35 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **state}
     payload["integrity"] = content_digest(payload)
     hint = "; the previous checkpoint is untouched"
-    with atomic_write(path, keep_old_as=previous, hint=hint) as tmp:
-        torch.save(payload, tmp)
+    with atomic_write(path, keep_old_as=previous, hint=hint) as tmp, open(tmp, "wb") as fh:
+        sink = _Sink(fh)
+        try:
+            torch.save(payload, cast(BinaryIO, sink))  # torch needs only write()
+        except RuntimeError as exc:
+            # torch's zip writer turns a failed write (a full disk) into "unexpected pos
+            # 576 vs 534"; the OSError behind it says what happened.
+            if sink.error is not None:
+                raise sink.error from None
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "failed"
+            raise OSError(errno.EIO, f"the checkpoint writer failed ({first})") from None
+
+
+class _Sink:
+    """A file for torch.save that remembers the first OSError of its writes."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -52,6 +82,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_checkpoint_file(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or hostile files
@@ -76,6 +107,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if stored != actual:
         raise CheckpointError(f"{path}: checksum mismatch, the file is corrupt")
     return state
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """CheckpointError, in milliseconds whatever the file's size, for a file that cannot be
+    a checkpoint or could not be loaded: no zip directory at its end (torch.save writes a
+    zip archive), or more bytes than the memory free, which loading would need. Only a
+    file that passes is read whole (loaded, hashed)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:  # reads the directory at the end, no more
+            stored = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable gancli checkpoint ({human_bytes(size)} with no zip "
+            f"directory at its end, as torch.save writes: {str(exc)[:80]})"
+        ) from None
+    free = available_memory()
+    if free is not None and max(size, stored) > free:
+        raise CheckpointError(
+            f"{path}: loading it needs about {human_bytes(max(size, stored))} of memory and "
+            f"{human_bytes(free)} is free; a gancli checkpoint this large is not loaded here"
+        )
 
 
 def newest_valid(paths: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:

@@ -21,6 +21,7 @@ import yaml
 from gancli.engine.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20  # a preset is a few hundred bytes; refuse anything absurd
+INT_MAX = 2**63 - 1  # the largest whole number a config value may hold
 
 
 def option(default: Any, help: str, **bounds: float) -> Any:
@@ -201,6 +202,28 @@ def resolve_preset(preset: str) -> Path:
     return path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a mapping naming one key twice: PyYAML would keep the
+    last silently, so a preset could say two things and mean one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue  # an unhashable key: SafeLoader refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         size = path.stat().st_size
@@ -212,7 +235,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -220,6 +243,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
+    except ValueError:  # Python refuses to read integers of more than 4,300 digits
+        raise ConfigError(f"{path}: a number in it is far too long") from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -254,9 +279,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. optim.lr_g=1e-4")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = _load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    except ValueError:  # Python refuses to read integers of more than 4,300 digits
+        raise ConfigError(f"{_printable(key)}: the number is far too long") from None
+    except RecursionError:
+        raise ConfigError(f"--set {_printable(key)}: nested too deeply") from None
     if isinstance(value, (dict, list)):
         raise ConfigError(f"--set {key}: expected a single value, got {text!r}")
     return key, value
@@ -345,11 +374,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected a whole number, got {_shown(value)}")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a whole number, got {_shown(value)}")
+        if abs(value) > INT_MAX:  # every count here fits 64 bits; PyTorch needs it to
+            raise ConfigError(f"{key}: {_num(value)} is out of range")
+        return value
     if tp is float:
         number: float
         if isinstance(value, bool):
@@ -434,7 +465,10 @@ def _check_combinations(config: Config) -> None:
 
 
 def _unknown(key: str, known: Iterable[str]) -> str:
-    return f"{_printable(key)}: unknown key; known keys: {', '.join(known)}"
+    foreign = sorted({c for c in key if not c.isascii()})
+    # A Cyrillic 'м' looks like 'm': say which characters make a key that looks known unknown.
+    alike = f" (it holds {', '.join(f'{c!r} U+{ord(c):04X}' for c in foreign)})" if foreign else ""
+    return f"{_printable(key)}: unknown key{alike}; known keys: {', '.join(known)}"
 
 
 def _printable(key: str) -> str:
@@ -453,7 +487,11 @@ def _shown(value: Any) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A number for a message; one of hundreds of digits is shortened."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:6]}...({len(text.lstrip('-'))} digits)"
 
 
 # --------------------------------------------------------------------------- output

@@ -10,8 +10,10 @@ batches are scaled to [-1, 1] only when drawn.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import torch
 
 from gancli.engine.config import DataConfig
 from gancli.engine.errors import DataError
+from gancli.engine.limits import check_memory
 
 ENV_DATA_DIR = "GANCLI_DATA_DIR"
 ENV_NO_DOWNLOAD = "GANCLI_NO_DOWNLOAD"
@@ -140,30 +143,36 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size."""
+    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size.
+
+    Only as many bytes as the header announces (and one more, to notice excess) are
+    read, and an announcement beyond the memory free is refused: a gzip file that expands
+    to gigabytes costs no more than the dataset it claims to be.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            dtype, ndim = head[2], head[3]
+            if dtype != _IDX_UBYTE:
+                raise DataError(
+                    f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)"
+                )
+            dims = fh.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            size = math.prod(shape)
+            check_memory(size, f"{path}: its header says {shape}, which", "is it an IDX file?")
+            data = fh.read(size + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    dtype, ndim = data[2], data[3]
-    if dtype != _IDX_UBYTE:
-        raise DataError(
-            f"{path}: IDX type 0x{dtype:02x} is not supported (expected unsigned bytes)"
-        )
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise DataError(
-            f"{path}: IDX size mismatch: header says {shape}, file has {len(data)} bytes"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    if len(data) != size:
+        have = f"{len(data)} bytes of images" if len(data) < size else "more bytes than that"
+        raise DataError(f"{path}: IDX size mismatch: header says {shape}, file has {have}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def _find_file(raw_dir: Path, stem: str) -> Path | None:
@@ -183,23 +192,46 @@ def user_cache_dir() -> Path:
     return cache_home() / "data"
 
 
-def candidate_roots(data_dir: str | Path | None) -> list[tuple[str, Path]]:
-    """The data roots to search, in order, each with how it was chosen."""
+def candidate_roots() -> list[tuple[str, Path]]:
+    """The data roots to search without --data-dir, in order, each with how it was chosen."""
     roots: list[tuple[str, Path]] = []
-    if data_dir is not None:
-        roots.append(("--data-dir", Path(data_dir).expanduser()))
     if os.environ.get(ENV_DATA_DIR):
         roots.append((f"${ENV_DATA_DIR}", Path(os.environ[ENV_DATA_DIR]).expanduser()))
     roots.append(("user cache", user_cache_dir()))
     return roots
 
 
-def raw_dirs(spec: IdxDataset, data_dir: str | Path | None) -> list[tuple[str, Path]]:
+def raw_dirs(spec: IdxDataset) -> list[tuple[str, Path]]:
     """Folders that may hold the dataset's IDX files: each root's <Folder>/raw, then Debian's."""
-    dirs = [(how, root / spec.folder / "raw") for how, root in candidate_roots(data_dir)]
+    dirs = [(how, root / spec.folder / "raw") for how, root in candidate_roots()]
     debian = Path(os.environ.get(ENV_DEBIAN_DATASETS) or "/usr/share/datasets")
     dirs.append(("Debian package", debian / spec.name))
     return dirs
+
+
+def given_raw_dir(spec: IdxDataset, data_dir: str | Path) -> Path:
+    """The folder of IDX files that --data-dir names: DIR/<Folder>/raw, or DIR itself given
+    one or two levels too deep (DIR = .../MNIST or .../MNIST/raw). DataError at once, naming
+    the expected layout, when DIR holds none of them: a wrong --data-dir never falls
+    through to other places or a download."""
+    root = Path(data_dir).expanduser()
+    candidates = [root / spec.folder / "raw"]
+    if root.name == spec.folder:
+        candidates.append(root / "raw")
+    if root.name == "raw" and root.parent.name == spec.folder:
+        candidates.append(root)
+    for raw_dir in candidates:
+        if any(_locate(spec, split, raw_dir) for split in spec.files):
+            return raw_dir
+    images = spec.files["train"][0]
+    if not root.is_dir():
+        problem = "no such folder" if not os.path.lexists(root) else "not a folder"
+    else:
+        problem = f"no {spec.folder}/raw/{images}[.gz] there"
+    raise DataError(
+        f"--data-dir {root}: {problem}; give the folder that holds {spec.folder}/, i.e. "
+        f"DIR with DIR/{spec.folder}/raw/{images}[.gz] and the other IDX files of {spec.name}"
+    )
 
 
 def _locate(spec: IdxDataset, split: str, raw_dir: Path) -> tuple[Path, Path] | None:
@@ -237,31 +269,24 @@ def load_idx_dataset(
 ) -> ImageSet:
     """Find a named IDX dataset and read it.
 
-    Looks in --data-dir, $GANCLI_DATA_DIR, the user cache and Debian's dataset folder,
-    then downloads into the cache. With `other_split`, a dataset of which only another
-    split is present (notMNIST's test split, say) is used, and a note says so.
+    Looks only in --data-dir when it is given (see given_raw_dir); otherwise in
+    $GANCLI_DATA_DIR, the user cache and Debian's dataset folder, then downloads into the
+    cache. With `other_split`, a dataset of which only another split is present
+    (notMNIST's test split, say) is used, and a note says so.
     """
     spec = DATASETS[name]
-    dirs = raw_dirs(spec, data_dir)
+    if data_dir is not None:
+        dirs = [("--data-dir", given_raw_dir(spec, data_dir))]
+    else:
+        dirs = raw_dirs(spec)
     found = _search(spec, split, dirs)
     if found:
         return found
     tried = [f"{raw_dir} ({how})" for how, raw_dir in dirs]
-    cache = user_cache_dir()
-    if not spec.downloadable:
-        tried.append("download (none exists for this dataset)")
-    elif os.environ.get(ENV_NO_DOWNLOAD):
-        tried.append(f"download (skipped: ${ENV_NO_DOWNLOAD} is set)")
-    else:
-        try:
-            spec.download(cache)
-        except Exception as exc:  # any network or disk failure means "not available"
-            tried.append(f"download into {cache} ({type(exc).__name__}: {str(exc)[:80]})")
-        else:
-            found = _search(spec, split, [("user cache", cache / spec.folder / "raw")])
-            if found:
-                return found
-            tried.append(f"download into {cache} (finished, but the files are not there)")
+    if data_dir is None:
+        found = _download(spec, split, tried)
+        if found:
+            return found
     if other_split:
         for other in (s for s in spec.files if s != split):
             found = _search(spec, other, dirs)
@@ -275,6 +300,28 @@ def load_idx_dataset(
         f"{name} ({split} split) not found; tried {'; '.join(tried)}. Put the IDX files in "
         f"<dir>/{spec.folder}/raw/ and pass --data-dir <dir> or set ${ENV_DATA_DIR}"
     )
+
+
+def _download(spec: IdxDataset, split: str, tried: list[str]) -> ImageSet | None:
+    """The split downloaded into the user cache, where allowed; None (and what happened
+    added to `tried`) otherwise."""
+    cache = user_cache_dir()
+    if not spec.downloadable:
+        tried.append("download (none exists for this dataset)")
+        return None
+    if os.environ.get(ENV_NO_DOWNLOAD):
+        tried.append(f"download (skipped: ${ENV_NO_DOWNLOAD} is set)")
+        return None
+    try:
+        spec.download(cache)
+    except Exception as exc:  # any network or disk failure means "not available"
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        tried.append(f"download into {cache} failed ({type(exc).__name__}: {reason})")
+        return None
+    found = _search(spec, split, [("user cache", cache / spec.folder / "raw")])
+    if not found:
+        tried.append(f"download into {cache} (finished, but the files are not there)")
+    return found
 
 
 def load_digits(split: str, limit: int | None) -> ImageSet:
@@ -296,6 +343,14 @@ def load_folder(path: str, size: int, channels: int) -> ImageSet:
 
 def conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """uint8 images -> the configured side and channel count (antialiased resize, grey <-> RGB)."""
+    n, c, h, w = images.shape
+    # The resize works in float32 on the whole set: its input and output at once.
+    needed = 4 * n * (max(c, channels) * h * w + channels * size * size)
+    check_memory(
+        needed,
+        f"{n:,} images at {channels}x{size}x{size} px",
+        "lower data.image_size or data.limit",
+    )
     if images.shape[1] != channels:
         if channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()

@@ -6,6 +6,9 @@ message on one line and exits with its code, never with a traceback.
 
 from __future__ import annotations
 
+import signal
+from typing import Any
+
 EXIT_TRAINING_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -45,3 +48,55 @@ class TrainingError(GancliError):
     """Training itself failed (for example the losses became NaN)."""
 
     exit_code = EXIT_TRAINING_FAILED
+
+
+class OutOfMemory(GancliError):
+    """An allocation failed although the request passed the up-front estimate."""
+
+    exit_code = EXIT_TRAINING_FAILED
+
+
+def out_of_memory(exc: BaseException) -> OutOfMemory | None:
+    """The one-line error for an allocator failure (MemoryError, PyTorch's "can't allocate
+    memory", CUDA out of memory), or None for any other exception."""
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError):
+        return OutOfMemory(f"out of memory{': ' + text[:160] if text else ''}")
+    if isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    ):
+        found = text.split("you tried to allocate ")
+        size = (
+            f" ({int(found[1].split()[0]) / 2**30:.1f} GiB in one piece)" if len(found) > 1 else ""
+        )
+        return OutOfMemory(
+            f"out of memory{size}: lower the batch size, the number of images or the widths"
+        )
+    return None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside the training loop. It unwinds like Ctrl-C, so temporary
+    files and a run folder made a moment ago are cleaned up, then exits 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def raise_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into Terminated in this process (Python's default for them
+    ends the process on the spot, leaving half-written temporary files behind). The
+    training loop installs its own handlers, which checkpoint first, and restores these."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:  # Windows has no SIGHUP
+            continue
+        try:
+            signal.signal(signum, handler)
+        except ValueError:  # not the main thread: leave signals to the caller
+            return

@@ -259,7 +259,7 @@ def train_evaluator(
     accuracy = held_out_accuracy(evaluator, heldout)
     payload["heldout_accuracy"] = round(accuracy, 5)
     blob = _serialise(payload)
-    with atomic_write(out) as tmp:
+    with atomic_write(out, replace=False) as tmp:  # never over a file made meanwhile
         tmp.write_bytes(blob)
     evaluator.accuracy = accuracy
     evaluator.sha256 = hashlib.sha256(blob).hexdigest()

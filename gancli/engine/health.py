@@ -32,7 +32,8 @@ class HealthMonitor:
     def __init__(self, probabilistic: bool, reals: torch.Tensor, labels: torch.Tensor):
         self.probabilistic = probabilistic  # D's output is a probability (BCE objectives)
         self.labels = labels  # class of each grid position (all 0 when unconditional)
-        self.real_variety = variety(reals, labels)
+        # A dataset smaller than the grid gives fewer real images than grid positions.
+        self.real_variety = variety(reals, labels[: len(reals)])
         self.d_wins_windows = 0  # consecutive log intervals with D(G(z)) near 0
         self.best_ratio = 0.0  # highest sample/real variety ratio seen in this process
         self.best_coverage = 0  # most classes covered at an --eval-every check

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gancli.engine.checkpoint import load_checkpoint
+from gancli.engine.checkpoint import check_checkpoint_file, load_checkpoint
 from gancli.engine.config import (
     Config,
     config_from_dict,
@@ -28,7 +27,8 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
-from gancli.engine.runs import RunDir
+from gancli.engine.records import read_evaluations
+from gancli.engine.runs import RunDir, stat_problem
 
 SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")
@@ -87,7 +87,7 @@ class Progress:
 class CheckpointHealth:
     file: str
     bytes: int
-    sha256: str
+    sha256: str  # "" when the file was refused before it was read whole
     loads: bool = False  # with weights_only=True, format and checksum intact
     can_resume: bool = False
     error: str | None = None
@@ -120,6 +120,9 @@ class InspectReport:
 def inspect_target(target: str) -> InspectReport:
     """Inspect a run directory, a checkpoint file, or a preset (name or YAML path)."""
     path = Path(target).expanduser()
+    problem = stat_problem(path)
+    if problem:  # a symlink loop, say: not a preset name either
+        raise CheckpointError(f"cannot inspect {path}{problem}")
     if path.is_dir():
         return inspect_run(RunDir.open(path))
     if path.is_file() and path.suffix not in (".yaml", ".yml"):
@@ -197,25 +200,25 @@ def _describe_state(report: InspectReport, state: dict[str, Any]) -> None:
 
 
 def _last_evaluation(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        records = json.loads(path.read_text())
-        last = records[-1] if isinstance(records, list) else records
-    except (OSError, json.JSONDecodeError, IndexError) as exc:
-        return {"error": f"unreadable eval.json ({exc})"}
-    return last if isinstance(last, dict) else {"error": "eval.json holds no evaluation record"}
+    records = read_evaluations(path)  # a damaged eval.json: one line, exit 2
+    return records[-1] if records else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
     """Size, sha256, whether it loads safely, what it holds and whether it can resume;
     with the checkpoint's contents when it loads."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    health = CheckpointHealth(path.name, path.stat().st_size, digest.hexdigest())
+    health = CheckpointHealth(path.name, path.stat().st_size, "")
     try:
+        check_checkpoint_file(path)  # size and structure first: no hash of 100 GB of junk
+        health.sha256 = file_sha256(path)
         state = load_checkpoint(path)
     except CheckpointError as exc:
         health.error = str(exc)
@@ -229,14 +232,15 @@ def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | No
 
 
 def architecture(config: Config, image_shape: tuple[int, ...], num_classes: int) -> Architecture:
-    """Layer-by-layer output shapes and parameter counts of G and D, from a traced forward."""
-    try:
-        g, d = build_models(config.model, image_shape, num_classes)  # type: ignore[arg-type]
-    except GancliError as exc:
-        return Architecture(error=str(exc))
-    z = torch.zeros(2, config.model.z_dim)
-    labels = torch.zeros(2, dtype=torch.long)
-    with torch.no_grad():
+    """Layer-by-layer output shapes and parameter counts of G and D, from a traced forward
+    on PyTorch's meta device: shapes without memory, so any width can be inspected."""
+    with torch.device("meta"), torch.no_grad():
+        try:
+            g, d = build_models(config.model, image_shape, num_classes)  # type: ignore[arg-type]
+        except GancliError as exc:
+            return Architecture(error=str(exc))
+        z = torch.zeros(2, config.model.z_dim)
+        labels = torch.zeros(2, dtype=torch.long)
         g_rows = _trace(g, z, labels)
         d_rows = _trace(d, g(z, labels), labels)
     return Architecture(_summary(g, g_rows), _summary(d, d_rows))

@@ -65,17 +65,25 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
     """Train as asked. Returns the result on the rank that reports (rank 0), None on the
     others of a torchrun launch."""
     from gancli.engine import distributed  # PyTorch loads here, not for a dry run
+    from gancli.engine.data import dataset_summary
+    from gancli.engine.limits import check_training_memory
+    from gancli.engine.runs import check_run_name
     from gancli.engine.runtime import prepare
     from gancli.engine.trainer import Trainer
 
     with distributed.rank_errors():
         request.check()
+        if request.name is not None:
+            check_run_name(request.name)  # before the data is read
         config = None if request.resume else request.config()
         if config is not None:
             # Before joining the other ranks: a bad batch size fails fast, nobody waits.
             world = distributed.launched().world_size
             distributed.check_batch_size(config.training.batch_size, world)
         device = prepare(request.options)
+        if config is not None:
+            shape, classes = dataset_summary(config.data)
+            check_training_memory(config, shape, len(classes or ()), device)
         with distributed.session(device):
             if request.resume is not None:
                 epochs = request.settings.get(EPOCHS)
@@ -86,7 +94,12 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
                 trainer = Trainer.new(
                     config, request.options, preset_name, request.out, request.name, device
                 )
-            result = trainer.fit(reporter)
+            try:
+                result = trainer.fit(reporter)
+            except KeyboardInterrupt:
+                if request.resume is None and trainer.is_main:
+                    trainer.run.discard()  # stopped before its first checkpoint: no orphan
+                raise
             is_main = trainer.is_main
             del trainer  # its DDP wrappers must go before the process group does
     return result if is_main else None

@@ -6,9 +6,11 @@ runs never share one and an existing run is never overwritten.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from gancli.engine.checkpoint import newest_valid
-from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
-from gancli.engine.errors import CheckpointError, ConfigError, RunDirError
-from gancli.engine.files import atomic_write
+from gancli.engine.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+)
+from gancli.engine.errors import CheckpointError, ConfigError, RunDirError, StorageError
+from gancli.engine.files import atomic_write, check_writable
+from gancli.engine.records import MetricsLog
 
 ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_RUNS_PER_NAME = 9999
+
+
+def check_run_name(name: str) -> None:
+    """RunDirError unless `name` makes a run folder name safe to print and to type."""
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through
+        raise RunDirError(
+            f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
+        )
 
 
 def runs_root(out: str | Path | None = None) -> Path:
@@ -35,6 +52,7 @@ def runs_root(out: str | Path | None = None) -> Path:
 @dataclass(frozen=True)
 class RunDir:
     path: Path
+    made_root: bool = False  # create() made the runs root too: discard() removes it if empty
 
     @property
     def config(self) -> Path:
@@ -94,10 +112,8 @@ class RunDir:
     @classmethod
     def create(cls, root: Path, name: str) -> RunDir:
         """Make ROOT/NAME-NNN with the next free number; never reuses an existing directory."""
-        if not _NAME.match(name):
-            raise RunDirError(
-                f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 100 characters)"
-            )
+        check_run_name(name)
+        made_root = not os.path.lexists(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -116,21 +132,68 @@ class RunDir:
                 continue
             except OSError as exc:
                 raise RunDirError(f"cannot create {path}: {exc.strerror}") from None
-            run = cls(path)
-            run.samples.mkdir()
-            run.checkpoints.mkdir()
+            run = cls(path, made_root)
+            try:
+                run.samples.mkdir()
+                run.checkpoints.mkdir()
+            except BaseException:  # a signal or a full disk: leave no half-made run behind
+                run.discard()
+                raise
             return run
         raise RunDirError(f"{root} already holds {MAX_RUNS_PER_NAME} runs named {name}")
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
-        """An existing run directory (one holding at least one checkpoint)."""
+        """An existing run directory (one holding at least one checkpoint), checked for
+        the damage that would otherwise surface halfway through a command."""
         run = cls(Path(path).expanduser())
-        if not run.path.is_dir():
-            raise CheckpointError(f"run directory not found: {run.path}")
+        problem = stat_problem(run.path)
+        if problem or not run.path.is_dir():
+            raise CheckpointError(f"run directory not found: {run.path}{problem}")
+        run.check_layout()
         if not any(p.is_file() for p in run.checkpoint_files()):
-            raise CheckpointError(f"{run.path} holds no checkpoints/*.pt; is it a gancli run?")
+            raise CheckpointError(run._why_no_checkpoint())
         return run
+
+    def check_layout(self) -> None:
+        """One line naming the first of the run's own names that is the wrong kind of thing
+        (a directory called config.yaml, a file called samples, a symlink loop)."""
+        folders = [self.samples, self.checkpoints, self.path / GENERATED]
+        files = [self.config, self.metrics, self.evaluations, self.path / LOCK_NAME]
+        for path in folders:
+            _check_kind(path, folder=True)
+        for path in [*files, *self.checkpoint_files()]:
+            _check_kind(path, folder=False)
+
+    def write_config(self, config: Config, how: str) -> None:
+        """config.yaml: the resolved config, headed by how it came about."""
+        with atomic_write(self.config) as tmp:
+            tmp.write_text(
+                f"# resolved config of {self.path.name} ({how})\n" + config_to_yaml(config)
+            )
+
+    def _why_no_checkpoint(self) -> str:
+        owner = _lock_owner(self.path / LOCK_NAME)
+        if owner is not None and _alive(owner):
+            return (
+                f"{self.path} is still training (process {owner}) and has no checkpoint yet; "
+                "try again once its first epoch is done"
+            )
+        if self.config.is_file():
+            return (
+                f"{self.path} has no checkpoint: its training stopped before the first one "
+                "was written, so there is nothing to use or resume; train again"
+            )
+        return f"{self.path} holds no checkpoints/*.pt; is it a gancli run?"
+
+    def discard(self) -> None:
+        """Remove a run folder that holds no checkpoint (made a moment ago, or interrupted
+        before its first checkpoint): nothing in it can be used or resumed."""
+        if not any(p.is_file() for p in self.checkpoint_files()):
+            shutil.rmtree(self.path, ignore_errors=True)
+            if self.made_root:
+                with contextlib.suppress(OSError):  # not empty: other runs live there
+                    self.path.parent.rmdir()
 
     def newest_checkpoint(self) -> tuple[Path, dict[str, Any], list[str]]:
         """The valid checkpoint with the most steps, its contents, and what was skipped."""
@@ -144,6 +207,8 @@ def read_resume_point(
     why other checkpoints were skipped, and the run's config with `epochs` raised, checked
     against config.yaml and against the epochs already done."""
     run = RunDir.open(run_path)
+    run.log.read()  # a damaged metrics.jsonl stops the resume here, before anything runs
+    check_writable(run.path, LOCK_NAME)  # a read-only run: say so before loading the data
     path, state, problems = run.newest_checkpoint()
     saved = dict(state["config"])
     if epochs is not None:
@@ -192,7 +257,7 @@ def latest_run(root: Path) -> RunDir:
             "or pass a run directory or checkpoint"
         )
     newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    return RunDir(newest.parents[1])
+    return RunDir.open(newest.parents[1])
 
 
 def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | None, Path]:
@@ -205,57 +270,38 @@ def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | No
         run = RunDir.open(target)
         return run, run.newest_checkpoint()[0]
     if not target.exists():
-        raise CheckpointError(f"no run directory or checkpoint at {target}")
+        raise CheckpointError(f"no run directory or checkpoint at {target}{stat_problem(target)}")
     parent = target.parent
     owner = RunDir(parent.parent) if parent.name == "checkpoints" else None
+    if owner is not None:
+        owner.check_layout()
     return owner, target
 
 
 def next_free_path(directory: Path, stem: str, suffix: str) -> Path:
-    """directory/stem-NNN.suffix with the first number not taken, claimed atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for number in range(1, 100_000):
-        path = directory / f"{stem}-{number:03d}{suffix}"
-        try:
-            with open(path, "x"):
-                return path
-        except FileExistsError:
-            continue
+    """directory/stem-NNN.suffix with the first number not taken, claimed atomically by an
+    empty file: the caller fills it (atomic_write may replace it) or removes it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for number in range(1, 100_000):
+            path = directory / f"{stem}-{number:03d}{suffix}"
+            try:
+                with open(path, "x"):
+                    return path
+            except FileExistsError:
+                continue
+    except FileExistsError:
+        raise CheckpointError(
+            f"{directory} is a file, not a folder; move it out of the way"
+        ) from None
+    except OSError as exc:
+        raise StorageError(f"cannot write {exc.filename or directory}: {exc.strerror}") from None
     raise RunDirError(f"{directory} holds too many {stem}-NNN{suffix} files")
 
 
-class MetricsLog:
-    """A run's metrics.jsonl: one JSON record per line, each with a `kind` (step, epoch,
-    eval, warning), the 1-based `epoch` it belongs to and the G `step` it was written at.
-    The training loop appends; inspect, the plots and resume read."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every record; a torn last line (a killed write) is left out."""
-        if not self.path.is_file():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
-
-    def keep_until(self, step: int) -> None:
-        """Drop the records written after G step `step` (a resumed run writes them again)."""
-        keep = [r for r in self.read() if r.get("step", 0) <= step]
-        with atomic_write(self.path) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-
-
+GENERATED = "generated"  # sample's default output folder inside a run
 LOCK_NAME = ".lock"
+EVAL_LOCK_NAME = ".eval.lock"
 
 
 @contextmanager
@@ -265,35 +311,89 @@ def lock_run(run: RunDir) -> Iterator[None]:
     A lock left by a process that no longer exists (killed with -9, say) is stale and
     taken over.
     """
-    lock = run.path / LOCK_NAME
-    for _ in range(2):
+    busy = (
+        f"{run.path} is being trained by process {{owner}}; wait for it, or delete "
+        f"{run.path / LOCK_NAME} if that process is gone"
+    )
+    with hold_lock(run.path / LOCK_NAME, busy):
+        yield
+
+
+@contextmanager
+def hold_lock(lock: Path, busy: str, wait: float = 0.0) -> Iterator[None]:
+    """Hold `lock` (a file holding the owner's process id) for the duration. A live owner
+    is waited for up to `wait` seconds, then RunDirError(`busy`, with {owner} filled in);
+    a dead owner's lock is taken over. Failing to write the lock is a StorageError."""
+    deadline = time.monotonic() + wait
+    while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
-                raise RunDirError(
-                    f"{run.path} is being trained by process {owner}; wait for it, or delete "
-                    f"{lock} if that process is gone"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale
+            if owner is None and _age(lock) < 1.0:
+                time.sleep(0.05)  # just made by another process, which is writing its id
+            elif owner is None or not _alive(owner):
+                _remove_stale(lock)
+            elif time.monotonic() < deadline:
+                time.sleep(0.05)
+            else:
+                raise RunDirError(busy.replace("{owner}", str(owner))) from None
             continue
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {lock}: {exc.strerror}; nothing was changed"
+            ) from None
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()}\n")
         break
-    else:
-        raise RunDirError(f"cannot take the lock {lock}")
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _remove_stale(lock: Path) -> None:
+    try:
+        lock.unlink(missing_ok=True)
+    except OSError as exc:  # a directory named .lock, say: never loop on it
+        raise CheckpointError(f"{lock} cannot be taken ({exc.strerror}); remove it") from None
+
+
 def _lock_owner(lock: Path) -> int | None:
     try:
         return int(lock.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # missing, torn, binary or not a file
         return None
+
+
+def _check_kind(path: Path, folder: bool) -> None:
+    """CheckpointError unless `path` is missing or the kind of thing it should be."""
+    problem = stat_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}{problem}; move it out of the way")
+    if not path.exists() or (path.is_dir() if folder else path.is_file()):
+        return
+    kind = "not a folder" if folder else "not a regular file"
+    raise CheckpointError(f"{path} is {kind}; move it out of the way")
+
+
+def stat_problem(path: Path) -> str:
+    """': <reason>' when `path` cannot even be looked at (a symlink loop, a name too long,
+    no permission); '' otherwise, also when it is simply missing."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f": {exc.strerror}"
+    return ""
 
 
 def _alive(pid: int) -> bool:

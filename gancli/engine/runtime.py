@@ -27,6 +27,8 @@ from gancli.engine.errors import ConfigError, StorageError, TrainingError
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir
 
+MAX_THREADS = 1024  # more than any machine has cores; a typo beyond it is refused
+
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
@@ -92,7 +94,10 @@ def prepare(options: RuntimeOptions) -> torch.device:
 
 
 def check_options(options: RuntimeOptions, device: torch.device) -> None:
-    """--precision, --sync-bn: refuse what the device cannot do, before anything runs."""
+    """--precision, --sync-bn, --threads: refuse what the device cannot do, before anything
+    runs."""
+    if options.threads is not None and not 1 <= options.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads {options.threads}: use 1 to {MAX_THREADS}")
     if options.precision not in PRECISIONS:
         raise ConfigError(f"--precision {options.precision!r}: use {', '.join(PRECISIONS)}")
     bf16_gpu = options.precision == "bf16" and device.type == "cuda"
@@ -108,6 +113,12 @@ def check_options(options: RuntimeOptions, device: torch.device) -> None:
 def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
     """What the user should hear about the runtime options before training starts."""
     notes = []
+    cores = physical_cores()
+    if options.threads is not None and options.threads > cores and device.type == "cpu":
+        notes.append(
+            f"warning: --threads {options.threads} is more than the {cores} core(s) this "
+            "process may use; the extra threads only compete for them (slower, not faster)"
+        )
     precision = options.precision
     if precision == "fp32" and device.type == "cpu" and fast_on_cpu("bf16"):
         notes.append(

@@ -8,6 +8,7 @@ mode, and writing PNG grids, folders of PNGs or .npz arrays.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.clusters import Clusters, draw
 from gancli.engine.config import Config, ModelConfig, TrainingConfig, config_from_dict
 from gancli.engine.data import to_uint8
-from gancli.engine.errors import CheckpointError, ConfigError, StorageError
-from gancli.engine.files import atomic_write
+from gancli.engine.errors import CheckpointError, ConfigError
+from gancli.engine.files import atomic_write, check_target, check_writable
+from gancli.engine.limits import check_disk, check_memory
 from gancli.engine.models import build_models
+from gancli.engine.runs import next_free_path
 
 SAMPLES_PER_CLASS = 10  # columns of a conditional grid: one row per class
 
@@ -231,32 +234,47 @@ class SampleRequest:
     batch_size: int = 500  # images per forward pass
 
 
-def request_labels(request: SampleRequest) -> torch.Tensor:
-    """Per-sample labels: n split into equal consecutive blocks, one per requested class."""
+def request_labels(
+    request: SampleRequest, start: int = 0, count: int | None = None
+) -> torch.Tensor:
+    """Labels of samples start .. start + count (default: all n): n split into equal
+    consecutive blocks, one per requested class; -1 for unconditional requests."""
+    count = request.n - start if count is None else count
     if not request.labels:
-        return torch.full((request.n,), -1, dtype=torch.long)
-    blocks = torch.arange(request.n) * len(request.labels) // request.n
+        return torch.full((count,), -1, dtype=torch.long)
+    blocks = torch.arange(start, start + count) * len(request.labels) // request.n
     return torch.tensor(request.labels, dtype=torch.long)[blocks]
+
+
+def check_request(trained: TrainedGenerator, request: SampleRequest) -> None:
+    if request.labels and not trained.conditional:
+        raise ConfigError("--class: this model is unconditional; it cannot generate a chosen class")
 
 
 def sample_batches(
     trained: TrainedGenerator, request: SampleRequest
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a batch at a time."""
-    if request.labels and not trained.conditional:
-        raise ConfigError("--class: this model is unconditional; it cannot generate a chosen class")
-    labels = request_labels(request)
+    """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a chunk of noise at a time, so
+    memory stays bounded whatever n is. The request is checked at once, not on first use."""
+    check_request(trained, request)
+    return _batches(trained, request)
+
+
+def _batches(
+    trained: TrainedGenerator, request: SampleRequest
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     z_dim = trained.config.model.z_dim
+    batch_size = min(request.batch_size, NOISE_CHUNK)  # a chunk is the most held at once
     offset = 0
     for k, z in enumerate(noise_chunks(request.n, z_dim, request.seed, request.truncation)):
-        chunk_labels = labels[offset : offset + len(z)]
+        chunk_labels = request_labels(request, offset, len(z))
         offset += len(z)
         if trained.cluster_prior is not None:  # like the noise, fixed by (seed, chunk)
             gen = torch.Generator().manual_seed((request.seed * 1_000_003 + k) % 2**63 + 1)
             model_labels = draw(trained.cluster_prior, len(z), gen)
         else:
             model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
-        yield generate(trained.model, z, model_labels, request.batch_size), chunk_labels
+        yield generate(trained.model, z, model_labels, batch_size), chunk_labels
 
 
 def default_nrow(request: SampleRequest) -> int:
@@ -266,51 +284,143 @@ def default_nrow(request: SampleRequest) -> int:
     return math.ceil(math.sqrt(request.n))
 
 
-def write_samples(
+# --------------------------------------------------------------------------- output files
+
+#: The names `sample --out DIR/` gives its images: 000042.png, 000042_7.png.
+OWN_IMAGE = re.compile(r"\d{6,}(_[A-Za-z0-9._-]+)?\.png")
+PNG_SIDE_MAX = 2**31 - 1  # pixels; PNG stores each side in 31 bits
+
+
+def output_kind(out: Path) -> str:
+    """grid (.png), npz (.npz) or folder (no suffix)."""
+    kind = {".png": "grid", ".npz": "npz"}.get(out.suffix.lower(), "folder")
+    if kind == "folder" and out.suffix:
+        raise ConfigError(f"--out {out}: use a .png grid, a .npz file or a directory name")
+    return kind
+
+
+def check_output(
     trained: TrainedGenerator,
     request: SampleRequest,
     out: Path,
     nrow: int | None = None,
     force: bool = False,
-) -> dict[str, object]:
-    """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder."""
-    kind = {".png": "grid", ".npz": "npz"}.get(out.suffix.lower(), "folder")
-    if kind == "folder" and out.suffix:
-        raise ConfigError(f"--out {out}: use a .png grid, a .npz file or a directory name")
-    taken = out.exists() and not _is_claimed_placeholder(out)
-    if taken and not force and (kind != "folder" or any(out.iterdir())):
-        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
-    written = 0
+) -> None:
+    """Everything that would stop the write, checked before any image is made: the kind of
+    --out, what is already there, and the memory or disk space it needs."""
+    kind = output_kind(out)
+    check_request(trained, request)
+    check_target(out)
+    check_writable(out if kind == "folder" else out.parent, "--out")
+    image_bytes = math.prod(trained.image_shape)
     if kind == "folder":
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            for images, labels in sample_batches(trained, request):
-                for image, label in zip(images, labels.tolist(), strict=True):
-                    name = f"{written:06d}" + (
-                        f"_{_safe(trained.class_names[label])}" if label >= 0 else ""
-                    )
-                    to_pil(image).save(out / f"{name}.png")
-                    written += 1
-        except OSError as exc:
-            raise StorageError(
-                f"cannot write {exc.filename or out}: {exc.strerror or exc}"
-            ) from None
-    else:
-        shape = (request.n, *trained.image_shape)
-        images_all = np.empty(shape, dtype=np.uint8)
-        labels_all = np.empty(request.n, dtype=np.int64)
-        for images, labels in sample_batches(trained, request):
-            images_all[written : written + len(images)] = images.numpy()
-            labels_all[written : written + len(labels)] = labels.numpy()
-            written += len(images)
-        with atomic_write(out) as tmp:
-            if kind == "npz":
-                np.savez(tmp, images=images_all, labels=labels_all)
-            else:
-                nrow = nrow or default_nrow(request)
-                rows = _row_labels(request, nrow, trained.class_names)
-                grid_image(torch.from_numpy(images_all), nrow, row_labels=rows).save(tmp)
+        if os.path.lexists(out) and not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not force:
+            raise ConfigError(
+                f"--out {out}: the folder is not empty; pass --force to write into it"
+            )
+        what = f"-n {request.n:,}: a folder of {request.n:,} PNGs"
+        check_disk(out, request.n, request.n * image_bytes, what, "lower -n")
+        return
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name a .png or .npz file")
+    if os.path.lexists(out) and not force:
+        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    needed = request.n * (image_bytes + 8)  # the images and labels, held until written
+    if kind == "grid":
+        width, height = grid_size(request.n, _grid_nrow(request, nrow), trained.image_shape)
+        if max(width, height) > PNG_SIDE_MAX:
+            raise ConfigError(f"-n {request.n:,}: a grid {width:,} x {height:,} px is too large")
+        needed += 3 * width * height * trained.image_shape[0]  # canvas, PIL copy, labels
+    what = f"-n {request.n:,}: a {out.suffix} of {request.n:,} images"
+    check_memory(needed, what, "write a folder of PNGs (--out DIR/) or lower -n")
+
+
+def grid_size(
+    n: int, nrow: int, image_shape: tuple[int, int, int], padding: int = 2
+) -> tuple[int, int]:
+    """(width, height) in pixels of grid_image's grid of n images, nrow per row."""
+    _, h, w = image_shape
+    rows = math.ceil(n / nrow)
+    return nrow * (w + padding) + padding, rows * (h + padding) + padding
+
+
+def _grid_nrow(request: SampleRequest, nrow: int | None) -> int:
+    """Columns of a grid: --nrow or the default, never more than there are images."""
+    return min(nrow or default_nrow(request), request.n)
+
+
+def write_samples(
+    trained: TrainedGenerator,
+    request: SampleRequest,
+    out: Path | None,
+    nrow: int | None = None,
+    force: bool = False,
+    default_dir: Path = Path("generated"),
+) -> dict[str, object]:
+    """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder.
+
+    `out=None`: a grid at the first free DEFAULT_DIR/sample-NNN.png. An existing `out` is
+    replaced only with `force` (and, for a folder, only gancli's own image names), and is
+    created exclusively otherwise: of two commands writing one name, one fails.
+    """
+    # The default name is claimed only once the checks pass: a refusal leaves nothing.
+    placeholder = default_dir / "sample-NNN.png"
+    check_output(trained, request, out or placeholder, nrow, force or out is None)
+    if out is not None:
+        return _write(trained, request, out, nrow, force)
+    claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder
+    try:
+        return _write(trained, request, claimed, nrow, replace=True)
+    except BaseException:  # failed or interrupted: give the name back
+        claimed.unlink(missing_ok=True)
+        raise
+
+
+def _write(
+    trained: TrainedGenerator, request: SampleRequest, out: Path, nrow: int | None, replace: bool
+) -> dict[str, object]:
+    kind = output_kind(out)
+    if kind == "folder":
+        written, removed = _write_folder(trained, request, out, replace)
+        return {"out": str(out), "kind": kind, "images": written, "removed": removed}
+    images_all = np.empty((request.n, *trained.image_shape), dtype=np.uint8)
+    labels_all = np.empty(request.n, dtype=np.int64)
+    written = 0
+    for images, labels in sample_batches(trained, request):
+        images_all[written : written + len(images)] = images.numpy()
+        labels_all[written : written + len(labels)] = labels.numpy()
+        written += len(images)
+    with atomic_write(out, replace=replace) as tmp:
+        if kind == "npz":
+            np.savez(tmp, images=images_all, labels=labels_all)
+        else:
+            columns = _grid_nrow(request, nrow)
+            rows = _row_labels(request, columns, trained.class_names)
+            grid_image(torch.from_numpy(images_all), columns, row_labels=rows).save(tmp)
     return {"out": str(out), "kind": kind, "images": written}
+
+
+def _write_folder(
+    trained: TrainedGenerator, request: SampleRequest, out: Path, replace: bool
+) -> tuple[int, int]:
+    """One PNG per image, each through a temporary name (a kill never leaves half an image
+    under a final name); with `replace`, gancli's own names left from an earlier, larger
+    sample are removed afterwards. Returns (written, removed)."""
+    names: set[str] = set()
+    for images, labels in sample_batches(trained, request):
+        for image, label in zip(images, labels.tolist(), strict=True):
+            name = f"{len(names):06d}" + (
+                f"_{_safe(trained.class_names[label])}" if label >= 0 else ""
+            )
+            names.add(f"{name}.png")
+            with atomic_write(out / f"{name}.png", replace=replace, durable=False) as tmp:
+                to_pil(image).save(tmp)
+    stale = [p for p in out.iterdir() if OWN_IMAGE.fullmatch(p.name) and p.name not in names]
+    for path in stale if replace else []:
+        path.unlink(missing_ok=True)
+    return len(names), len(stale) if replace else 0
 
 
 def _row_labels(
@@ -325,10 +435,6 @@ def _row_labels(
     return [class_names[c] for c in request.labels for _ in range(per_class // nrow)]
 
 
-def _is_claimed_placeholder(path: Path) -> bool:
-    """An empty file made by next_free_path to reserve a default output name."""
-    return path.is_file() and path.stat().st_size == 0
-
-
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "class"
+    """A class name as part of a file name: safe characters only, and short."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "class"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from torch import nn
 from gancli.engine import metrics
 from gancli.engine.config import Config
 from gancli.engine.data import ImageSet
-from gancli.engine.errors import ConfigError
+from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.evaluator import (
     Embedding,
     Evaluator,
@@ -34,7 +34,10 @@ from gancli.engine.evaluator import (
     evaluation_splits,
     load_evaluator,
 )
-from gancli.engine.files import atomic_write
+from gancli.engine.files import atomic_write, keep_aside
+from gancli.engine.limits import check_memory
+from gancli.engine.records import read_evaluations
+from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock
 from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
 
 EXTRACTORS = ("evaluator", "inception")
@@ -174,6 +177,19 @@ def check_request(request: EvalRequest) -> None:
         raise ConfigError(f"--extractor {request.extractor!r}: use {' or '.join(EXTRACTORS)}")
 
 
+FEATURES = {"evaluator": 128, "inception": 2048}  # floats per image in each feature space
+CLASS_PROBS = 64  # floats per image for class probabilities and labels, generously few
+
+
+def evaluation_memory(request: EvalRequest, image_shape: tuple[int, int, int]) -> int:
+    """A low estimate of the bytes `evaluate` holds at once: the samples and as many real
+    images (uint8), their features and class probabilities, and one block of the pairwise
+    distances behind precision and recall (metrics.DISTANCE_CHUNK rows of n floats)."""
+    per_image = math.prod(image_shape) + 4 * (FEATURES[request.extractor] + CLASS_PROBS)
+    sets = 2 if request.floor else 1  # the samples, and the real training images
+    return int(request.n * (sets * per_image + 4 * metrics.DISTANCE_CHUNK))
+
+
 def generated_images(
     trained: TrainedGenerator, n: int, seed: int, batch_size: int = 500
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -192,6 +208,12 @@ def evaluate(
 ) -> EvalReport:
     """Score a trained generator (and the real-data floor) with n samples."""
     check_request(request)
+    check_memory(
+        evaluation_memory(request, trained.image_shape),
+        f"-n {request.n:,}: scoring {request.n:,} samples",
+        "lower -n (10,000 is the usual figure)",
+        trained.device,
+    )
     clock = time.perf_counter()
     device = trained.device
     evaluator = load_evaluator(trained.config.data, data_dir, device, log)
@@ -224,20 +246,24 @@ def evaluate(
     return report
 
 
-def append_record(path: Path, report: EvalReport) -> None:
-    """Add one evaluation to a run's eval.json (a JSON list), atomically; a file that is
-    not such a list is kept beside it as eval.json.unreadable."""
-    records: list[Any] = []
-    if path.is_file():
+def append_record(
+    run: RunDir, report: EvalReport, log: Callable[[str], None] | None = None
+) -> None:
+    """Add one evaluation to the run's eval.json (a JSON list), atomically, holding the
+    run's evaluation lock so that two evaluations at once both land. A file that is not
+    such a list is kept beside it, as eval.json.unreadable (-2, -3, ... when taken)."""
+    busy = f"another gancli evaluate (process {{owner}}) is still writing {run.evaluations}"
+    with hold_lock(run.path / EVAL_LOCK_NAME, busy, wait=30.0):
         try:
-            loaded = json.loads(path.read_text())
-            records = loaded if isinstance(loaded, list) else [loaded]
-        except (OSError, ValueError):
-            broken = path.with_name(f"{path.name}.unreadable")
-            os.replace(path, broken)  # keep what was there for the user to look at
-    records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report.to_dict()})
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(records, indent=1) + "\n")
+            records = read_evaluations(run.evaluations)
+        except CheckpointError as exc:
+            aside = keep_aside(run.evaluations, "unreadable")
+            records = []
+            if log is not None:
+                log(f"warning: {exc}; kept as {aside.name}, starting a new eval.json")
+        records.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report.to_dict()})
+        with atomic_write(run.evaluations) as tmp:
+            tmp.write_text(json.dumps(records, indent=1) + "\n")
 
 
 class ProgressScorer:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
+import shlex
 import signal
 import time
 from collections import Counter
@@ -31,7 +31,6 @@ from gancli.engine.clusters import Clusters, find_clusters
 from gancli.engine.config import (
     Config,
     config_to_dict,
-    config_to_yaml,
 )
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import (
@@ -196,16 +195,13 @@ class Trainer:
         run = distributed.on_main(lambda: RunDir.create(root, name or preset_name))
         try:
             trainer = cls(config, run, data, device, options)
-        except BaseException:
-            if distributed.is_main():  # just made, still empty: leave no trace
-                shutil.rmtree(run.path, ignore_errors=True)
+            if trainer.is_main:
+                run.write_config(config, f"preset: {preset_name}")
+                save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
+        except BaseException:  # an error, a full disk or a signal: leave no trace
+            if distributed.is_main():
+                run.discard()
             raise
-        if trainer.is_main:
-            run.config.write_text(
-                f"# resolved config of {run.path.name} (preset: {preset_name})\n"
-                + config_to_yaml(config)
-            )
-            save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
         return trainer
 
     @classmethod
@@ -228,7 +224,7 @@ class Trainer:
         )
         data_dir = options.data_dir
         source = Path(str(state.get("data", {}).get("source", "")))
-        if data_dir is None and source.name == "raw":
+        if data_dir is None and source.name == "raw" and source.is_dir():
             data_dir = str(source.parents[1])  # read again from <root>/<Folder>/raw
         data = load_dataset(config.data, data_dir, device=device)
         if len(data) != state["data"]["num_images"]:
@@ -404,10 +400,7 @@ class Trainer:
         checkpoint are dropped (they will be written again), and a raised --epochs goes
         into config.yaml."""
         if self._raised_epochs is not None:
-            self.run.config.write_text(
-                f"# resolved config of {self.run.path.name} (resumed)\n"
-                + config_to_yaml(self.config)
-            )
+            self.run.write_config(self.config, "resumed")
         self.run.log.keep_until(self.step)
         self._resume_pending = False
 
@@ -550,7 +543,8 @@ class Trainer:
         code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
         error = Interrupted(
             f"interrupted at step {self.step} (epoch {self.epoch + 1}); checkpoint saved to "
-            f"{self.run.last_checkpoint}. Resume with: gancli train --resume {self.run.path}",
+            f"{self.run.last_checkpoint}. Resume with: gancli train --resume "
+            f"{shlex.quote(str(self.run.path))}",
             code,
         )
         error.quiet = not self.is_main

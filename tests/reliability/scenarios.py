@@ -174,20 +174,25 @@ def corpus() -> list[dict[str, Any]]:
 
 
 def corpus_args(entry: dict[str, Any], workdir: Path) -> list[str]:
-    """The `gancli train` arguments that feed one corpus entry to the CLI."""
+    """The `gancli train` arguments that feed one corpus entry of kind set, preset or flags
+    to the CLI (entries of kind command: hostile.prepare_command)."""
     if entry["kind"] == "set":
-        return ["--preset", "dcgan-mnist", "--set", entry["value"], "--dry-run"]
+        return ["--preset", "dcgan-mnist", "--set", expanded(entry["value"], entry), "--dry-run"]
     if entry["kind"] == "flags":
-        return list(entry["args"])
+        return [expanded(arg, entry) for arg in entry["args"]]
     path = workdir / f"bad-{entry['id']}.yaml"
     if "b64" in entry:
         path.write_bytes(base64.b64decode(entry["b64"]))
     else:
-        text = entry["text"]
-        for placeholder, (chunk, times) in entry.get("expand", {}).items():
-            text = text.replace(placeholder, chunk * times)
-        path.write_text(text)
+        path.write_text(expanded(entry["text"], entry))
     return ["--preset", str(path), "--dry-run"]
+
+
+def expanded(text: str, entry: dict[str, Any]) -> str:
+    """`text` with the entry's `expand` placeholders repeated out (keeps the file small)."""
+    for placeholder, (chunk, times) in entry.get("expand", {}).items():
+        text = text.replace(placeholder, chunk * times)
+    return text
 
 
 def clean_failure(code: int, output: str, expect: str) -> bool:

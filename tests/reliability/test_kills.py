@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile import sigterm_after_run_folder, sigterm_during_folder_sample
 from scenarios import KILL_RUN, kill_and_resume, train_to_end
 
 from gancli.engine.checkpoint import load_checkpoint, save_checkpoint
+from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir
 
 
@@ -115,3 +117,43 @@ def test_a_signal_checkpoints_prints_how_to_resume_and_exits(
     assert resumed.returncode == 0, resumed.stderr
     final = load_checkpoint(tmp_path / "t-001" / "checkpoints" / "last.pt")
     assert final["epoch"] == state["epoch"] + 1
+
+
+def test_sigterm_while_sampling_to_a_folder_leaves_only_whole_images(
+    tmp_path: Path, tiny_run: Path
+) -> None:
+    assert not sigterm_during_folder_sample(tmp_path, tiny_run)
+
+
+def test_sigterm_just_after_the_run_folder_is_made_leaves_no_orphan(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    assert not sigterm_after_run_folder(tmp_path, data_dir, 0.0)
+
+
+@pytest.mark.parametrize("moment", ["writing config.yaml", "before the first step"])
+def test_a_termination_before_the_first_checkpoint_removes_the_new_run(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """Deterministic versions of a SIGTERM landing between `mkdir` and the first checkpoint."""
+    from gancli.engine import launch as launch_module
+    from gancli.engine.errors import Terminated
+    from gancli.engine.runs import RunDir
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise Terminated(signal.SIGTERM)
+
+    if moment == "writing config.yaml":
+        monkeypatch.setattr(RunDir, "write_config", terminated)
+    else:
+        monkeypatch.setattr("gancli.engine.trainer.Trainer._start_info", terminated)
+    request = launch_module.TrainRequest(
+        preset="gan-mnist",
+        settings={"data.limit": 64, "training.batch_size": 32, "training.epochs": 1},
+        out=str(tmp_path / "runs"),
+        options=RuntimeOptions(data_dir=str(data_dir), device="cpu"),
+    )
+    with pytest.raises(Terminated) as info:
+        launch_module.launch(request)
+    assert info.value.exit_code == 143
+    assert not (tmp_path / "runs").exists()  # the run folder, and the root it made, are gone

@@ -1,0 +1,151 @@
+"""Usage: check_memory(n * 784, "-n 100000000: a .npz of 28x28 images", "write a folder")
+
+Absurd requests are refused before any work, with the estimate that rules them out: the
+memory a command would hold at once against what this machine (or its container, or the
+GPU) has free, and the files a folder of images would take against room on its disk.
+Estimates err low, so a refusal is never a false alarm; what passes may still fail, and
+then fails with one line (errors.out_of_memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+from gancli.engine.config import Config
+from gancli.engine.errors import ConfigError
+
+FLOAT_BYTES = 4
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still allocate: the smaller of the kernel's MemAvailable
+    and what the container's memory limit leaves (cgroup v2 or v1); None where unknown."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            cap, used = int(Path(limit).read_text()), int(Path(usage).read_text())
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        if cap < 2**60:
+            found.append(max(0, cap - used))
+    if not found and hasattr(os, "sysconf"):
+        with contextlib.suppress(OSError, ValueError):
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return min(found) if found else None
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA device, or the host's available memory for the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        return available_memory()
+    return None  # MPS shares the host's memory in ways not worth guessing
+
+
+def check_memory(needed: float, what: str, hint: str, device: torch.device | None = None) -> None:
+    """ConfigError when `what` would need more than the memory free (on `device`)."""
+    free = device_memory(device) if device is not None else available_memory()
+    if free is not None and needed > free:
+        raise ConfigError(
+            f"{what} needs about {human_bytes(needed)} of memory and "
+            f"{human_bytes(free)} is free; {hint}"
+        )
+
+
+def check_disk(folder: Path, files: int, size: float, what: str, hint: str) -> None:
+    """ConfigError when `files` new files of `size` bytes in all cannot fit on the file
+    system holding `folder` (each file takes at least one block and one inode)."""
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
+    if existing is None or not hasattr(os, "statvfs"):
+        return
+    fs = os.statvfs(existing)
+    room = fs.f_bavail * fs.f_frsize
+    needed = max(size, files * fs.f_frsize)
+    if needed > room or (fs.f_files and files > fs.f_favail):
+        raise ConfigError(
+            f"{what} needs at least {human_bytes(needed)} in {files:,} file(s) and the file "
+            f"system of {existing} has {human_bytes(room)} and {fs.f_favail:,} free inodes; {hint}"
+        )
+
+
+def network_sizes(
+    config: Config, image_shape: tuple[int, int, int], classes: int
+) -> dict[str, int]:
+    """Parameters and per-image activations (numbers of floats) of G and D, from a forward
+    pass on PyTorch's meta device: shapes only, no memory, whatever the widths."""
+    from gancli.engine.models import build_models
+
+    activations = [0]
+
+    def count(module: torch.nn.Module, inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            activations[0] += output.numel()
+
+    with torch.device("meta"), torch.no_grad():
+        # A folder's classes are known only once it is read; their number barely matters here.
+        g, d = build_models(config.model, image_shape, max(classes, 2))
+        leaves = [m for net in (g, d) for m in net.modules() if not list(m.children())]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:  # two images, in eval mode: batch norm and minibatch std-dev need a batch
+            labels = torch.zeros(2, dtype=torch.long)
+            d.eval()(g.eval()(torch.zeros(2, config.model.z_dim), labels), labels)
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return {
+        "g_parameters": sum(p.numel() for p in g.parameters()),
+        "d_parameters": sum(p.numel() for p in d.parameters()),
+        "activations": activations[0] // 2,
+    }
+
+
+def training_memory(config: Config, image_shape: tuple[int, int, int], classes: int) -> int:
+    """A low estimate of the bytes one training step holds at once: the weights with their
+    gradients and two optimiser moments, the EMA copy, and the activations autograd keeps
+    (and their gradients) for a batch through G and D."""
+    sizes = network_sizes(config, image_shape, classes)
+    parameters = sizes["g_parameters"] + sizes["d_parameters"]
+    ema = sizes["g_parameters"] if config.training.ema else 0
+    state = FLOAT_BYTES * (4 * parameters + ema)
+    # Each activation is kept for the backward pass, which makes a gradient of it.
+    return int(state + 2 * FLOAT_BYTES * config.training.batch_size * sizes["activations"])
+
+
+def check_training_memory(
+    config: Config, image_shape: tuple[int, int, int], classes: int, device: torch.device
+) -> None:
+    """Refuse a config whose networks cannot fit, before any data is read."""
+    needed = training_memory(config, image_shape, classes)
+    m = config.model
+    check_memory(
+        needed,
+        f"training this config (model.g_width {m.g_width:g}, model.d_width {m.d_width:g}, "
+        f"{image_shape[1]} px, batch {config.training.batch_size})",
+        "lower the widths, data.image_size or training.batch_size",
+        device,
+    )

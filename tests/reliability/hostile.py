@@ -1,0 +1,532 @@
+"""Round two of the hostile user, shared by tests/reliability and benchmarks/reliability.py.
+
+Two kinds of case, each counted under one of FAMILIES:
+
+- corpus entries of kind "command" (bad_inputs.jsonl): any gancli command, run against a
+  copy of a tiny trained run that `setup` first damages; a refused command must print one
+  line and change no file (family 1 holds for every refusal in the corpus);
+- scenarios (functions below) that need what the corpus cannot express: real pipes and
+  closed or full output streams, signals at chosen moments, a read-only or full file system
+  (in a private mount namespace: `unshare -rm`, skipped where that is not allowed) and two
+  commands racing for one name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import hashlib
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FAMILIES = {
+    1: "nothing written before the run lock; a refused command changes no file",
+    2: "no file replaced without --force",
+    3: "broken run folders: one line, exit 2",
+    4: "storage faults: one line, nothing half-written",
+    5: "output streams: closed, full or broken",
+    6: "huge or absurd requests refused up front or bounded",
+    7: "signals: no orphan folder, no truncated file",
+    8: "terminal safety and names: markup and escapes shown, odd names refused",
+    9: "bounded work on hostile files: huge checkpoints refused before reading",
+    10: "a wrong --data-dir stops at once; one level too deep is accepted",
+}
+LONG = "a" * 260  # a file name longer than any file system allows (255 bytes)
+TINY = {"data.limit": 64, "training.batch_size": 32, "training.epochs": 2}
+TINY_SETS = ["model.conditional=true", "model.g_width=0.25", "model.d_width=0.25"]
+
+
+def make_tiny_run(root: Path, data_dir: Path) -> Path:
+    """A finished conditional MLP run with 2 epochs and checkpoints of about 1 MB."""
+    from gancli.engine.config import load_config
+    from gancli.engine.options import RuntimeOptions
+    from gancli.engine.trainer import Trainer
+
+    config = load_config("gan-mnist", TINY_SETS, TINY)
+    options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
+    trainer = Trainer.new(config, options, preset_name="tiny", out=str(root))
+    trainer.fit()
+    return trainer.run.path
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """A copy of a run whose big files are hard links (setup replaces, never edits them)."""
+    shutil.copytree(source, target, copy_function=os.link)
+
+
+# --------------------------------------------------------------------------- corpus commands
+
+
+def fill(text: str, workdir: Path) -> str:
+    """Placeholders of a corpus entry: {run}, {tmp}, {pid} (a live process), {long},
+    {data} (the shared data root, $GANCLI_DATA_DIR)."""
+    return (
+        text.replace("{run}", str(workdir / "run"))
+        .replace("{data}", os.environ.get("GANCLI_DATA_DIR", ""))
+        .replace("{tmp}", str(workdir))
+        .replace("{pid}", str(os.getpid()))
+        .replace("{long}", LONG)
+    )
+
+
+def _clear(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def _write(path: Path, text: str) -> None:
+    _clear(path)  # never write through a hard link to the source run
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _b64(path: Path, data: str) -> None:
+    _clear(path)
+    path.write_bytes(base64.b64decode(data))
+
+
+def _append(path: Path, text: str) -> None:
+    _write(path, (path.read_text() if path.is_file() else "") + text)
+
+
+def _mkdir(path: Path) -> None:
+    _clear(path)
+    path.mkdir(parents=True)
+
+
+def _symlink(path: Path, target: str) -> None:
+    _clear(path)
+    path.symlink_to(target)
+
+
+def _touch(path: Path) -> None:
+    _write(path, "")
+
+
+def _idx_gz(path: Path, shape: list[int], payload: int) -> None:
+    """An IDX file whose header says `shape` and whose body is `payload` zero bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(bytes([0, 0, 8, len(shape)]) + struct.pack(f">{len(shape)}I", *shape))
+        block = bytes(1 << 20)
+        for start in range(0, payload, len(block)):
+            fh.write(block[: min(len(block), payload - start)])
+
+
+def _sparse(path: Path, extra: int) -> None:
+    """`path`'s bytes (none if it is absent) followed by `extra` bytes of a hole: a file
+    of any size that takes no room on disk."""
+    data = path.read_bytes() if path.is_file() else b""
+    _clear(path)
+    path.write_bytes(data)
+    os.truncate(path, len(data) + extra)
+
+
+def _own_pngs(folder: Path, count: int) -> None:
+    """Images named as `sample --out DIR/` names them, as if left by an earlier sample."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("L", (4, 4)).save(folder / f"{i:06d}_0.png")
+
+
+#: The damage a corpus entry's `setup` can do, as [op, path, *params].
+SETUP: dict[str, Callable[..., None]] = {
+    "write": _write,
+    "b64": _b64,
+    "append": _append,
+    "mkdir": _mkdir,
+    "remove": _clear,
+    "symlink": _symlink,
+    "touch": _touch,
+    "pngs": _own_pngs,
+    "idx": _idx_gz,
+    "sparse": _sparse,
+}
+
+
+def prepare_command(entry: dict[str, Any], workdir: Path, source: Path) -> list[str]:
+    """Copy the tiny run to WORKDIR/run, apply the entry's setup; the command's arguments."""
+    copy_run(source, workdir / "run")
+    for op, target, *params in entry.get("setup", []):
+        params = [fill(p, workdir) if isinstance(p, str) else p for p in params]
+        SETUP[op](Path(fill(target, workdir)), *params)
+    return [fill(arg, workdir) for arg in entry["args"]]
+
+
+def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every name under `root` with its kind, size and (files) content hash, or its time
+    for a file too large to read (the sparse giants of family 9)."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            digest: Any = ""
+            if path.is_file() and not path.is_symlink():
+                big = info.st_size > 1 << 28
+                digest = info.st_mtime_ns if big else hashlib.sha1(path.read_bytes()).hexdigest()
+            found[str(path.relative_to(root))] = (info.st_mode, info.st_size, digest)
+    return found
+
+
+def command_clean(
+    entry: dict[str, Any], code: int, output: str, changed: list[str], workdir: Path
+) -> str:
+    """'' when the command behaved; otherwise what went wrong. A refusal (non-zero exit) is
+    one line starting 'error:' naming `expect`, and changes no file; a success prints
+    `expect` somewhere. Either way: no traceback, and `absent`/`present` paths checked."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if "Traceback" in output:
+        return "traceback"
+    if "\x1b" in output:  # not a terminal: gancli's own output has no escape sequences
+        return "a raw escape sequence reached the output"
+    if code != entry.get("exit", 2):
+        return f"exit {code}"
+    if code and (len(lines) != 1 or not lines[0].startswith("error: ")):
+        return f"{len(lines)} lines"
+    if entry["expect"] not in output:
+        return f"no {entry['expect']!r}"
+    if code and changed:
+        return f"a refused command changed {changed[:3]}"
+    for path in entry.get("absent", []):
+        if os.path.lexists(fill(path, workdir)):
+            return f"{path} exists"
+    for path in entry.get("present", []):
+        if not os.path.lexists(fill(path, workdir)):
+            return f"{path} is missing"
+    return ""
+
+
+def changed_paths(
+    before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]
+) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Outcome:
+    family: int
+    name: str
+    problem: str  # '' when clean
+
+    @property
+    def clean(self) -> bool:
+        return not self.problem
+
+
+def gancli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gancli", *args]
+
+
+def run_shell(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(stderr: str, code: int, expected_code: int | None = None) -> str:
+    """'' when stderr is one 'error:' line and the exit code fits; else the problem."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if "Traceback" in stderr:
+        return "traceback"
+    if len(lines) != 1 or not lines[0].startswith("error: "):
+        return f"stderr: {lines[:3]}"
+    if code == 0 or (expected_code is not None and code != expected_code):
+        return f"exit {code}"
+    return ""
+
+
+def train_piped_to_head(workdir: Path, data_dir: Path) -> str:
+    """`gancli train ... | head -1`: training goes on to the end after the reader leaves."""
+    out = workdir / "runs"
+    proc = subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "128", "--batch-size",
+                       "32", "--epochs", "3", "--out", str(out), "--data-dir", str(data_dir)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    stderr = proc.stderr.read().decode()
+    code = proc.wait(timeout=300)
+    metrics = list(out.glob("*/metrics.jsonl"))
+    epochs = metrics[0].read_text().count('"kind": "epoch"') if metrics else 0
+    if code != 0 or "Traceback" in stderr or epochs != 3:
+        return f"exit {code}, {epochs} epochs, stderr {stderr[-200:]!r}"
+    return ""
+
+
+STREAM_COMMANDS = {
+    "presets": ["presets"],
+    "dry-run": ["train", "--preset", "gan-mnist", "--dry-run"],
+    "inspect": ["inspect", "{run}"],
+    "sample": ["sample", "{run}", "-n", "4", "--out", "{tmp}/s.png"],
+}
+
+
+def stream_case(workdir: Path, source: Path, command: str, redirect: str, json_out: bool) -> str:
+    """A command with stdout closed (`>&-`) or on /dev/full: no traceback; with --json, one
+    error line and a non-zero exit (the result did not arrive); without, it does its work."""
+    copy_run(source, workdir / "run")
+    args = [fill(a, workdir) for a in STREAM_COMMANDS[command]]
+    args += ["--json"] if json_out else []
+    quoted = " ".join(f"'{a}'" for a in gancli_command(*args))
+    done = run_shell(f"{quoted} {redirect}")
+    if json_out:
+        return one_error_line(done.stderr, done.returncode, 1)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    if done.returncode != 0 or "Traceback" in done.stderr or len(lines) > 1:
+        return f"exit {done.returncode}, stderr {lines[:3]}"
+    return ""
+
+
+def sigterm_during_folder_sample(workdir: Path, run: Path) -> str:
+    """SIGTERM while `sample --out DIR/` writes: exit 143, and every PNG under its final name
+    is whole (each is written under a temporary name first); no temporary file is left."""
+    from PIL import Image
+
+    folder = workdir / "images"
+    proc = subprocess.Popen(
+        gancli_command("sample", str(run), "-n", "20000", "--out", str(folder)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(folder.glob("*.png"))) < 200:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    broken = []
+    for path in folder.iterdir():
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except OSError:
+            broken.append(path.name)
+    if proc.returncode != 143 or "Traceback" in stderr or broken:
+        return f"exit {proc.returncode}, broken or temporary files {broken[:3]}"
+    return ""
+
+
+def sigterm_after_run_folder(workdir: Path, data_dir: Path, delay: float) -> str:
+    """SIGTERM `delay` s after the run folder appears: either no folder is left, or one with
+    a checkpoint to resume from; never an orphan without one."""
+    root = workdir / f"runs-{delay}"
+    proc = subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "256", "--batch-size",
+                       "32", "--epochs", "3", "--out", str(root), "--data-dir", str(data_dir),
+                       "--quiet"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _listing(root):
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    orphans = [n for n in _listing(root) if not (root / n / "checkpoints" / "last.pt").is_file()]
+    if proc.returncode not in (0, 143) or "Traceback" in stderr or orphans:
+        return f"exit {proc.returncode}, orphan run folders {orphans}, stderr {stderr[-200:]!r}"
+    return ""
+
+
+def _listing(folder: Path) -> list[str]:
+    """The names in `folder`; none while it does not exist (or no longer does)."""
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
+def concurrent_npz(workdir: Path, run: Path) -> str:
+    """Two `sample --out same.npz` at once: one writes it, the other says it exists."""
+    target = workdir / "same.npz"
+    procs = [
+        subprocess.Popen(
+            gancli_command(
+                "sample", str(run), "-n", "3000", "--seed", str(seed), "--out", str(target)
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    if codes != [0, 2] or not any("already exists" in err for _, err in results):
+        return f"exits {codes}: {[err[-120:] for _, err in results]}"
+    return ""
+
+
+def in_namespace(mounts: str, command: str) -> subprocess.CompletedProcess[str] | None:
+    """Run `command` after `mounts` in a private mount namespace (`unshare -rm`: no root
+    needed where user namespaces are allowed); None where that is not possible."""
+    probe = run_shell("unshare -rm true")
+    if probe.returncode != 0:
+        return None
+    return run_shell(f"unshare -rm bash -c {_quote(mounts + ' && ' + command)}")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+READ_ONLY_COMMANDS = {
+    "resume": ["train", "--resume", "{run}", "--epochs", "3"],
+    "sample": ["sample", "{run}"],
+    "sample --out": ["sample", "{run}", "--out", "{run}/mine.png"],
+    "animate": ["animate", "{run}"],
+    "evaluate": ["evaluate", "{run}", "-n", "100"],
+}
+
+
+def read_only_case(workdir: Path, source: Path, command: str) -> str | None:
+    """A command on a run in a read-only folder: one line, exit 1, nothing changed.
+    None where no read-only mount can be made here."""
+    copy_run(source, workdir / "run")
+    before = snapshot(workdir)
+    args = " ".join(_quote(fill(a, workdir)) for a in gancli_command(*READ_ONLY_COMMANDS[command]))
+    run = _quote(str(workdir / "run"))
+    done = in_namespace(f"mount --bind {run} {run} && mount -o remount,bind,ro {run}", args)
+    if done is None:
+        return None
+    problem = one_error_line(done.stderr, done.returncode, 1)
+    if "Read-only file system" not in done.stderr:
+        problem = problem or f"no reason given: {done.stderr[-200:]!r}"
+    changed = changed_paths(before, snapshot(workdir))
+    return problem or (f"changed {changed[:3]}" if changed else "")
+
+
+def disk_full_training(workdir: Path, data_dir: Path) -> str | None:
+    """Training onto a 48 MB file system, too small for a second 36 MB checkpoint: one line,
+    exit 1, and a loadable last.pt left. None where no mount can be made here."""
+    from gancli.engine.checkpoint import load_checkpoint
+
+    full = workdir / "full"
+    full.mkdir()
+    train = " ".join(
+        _quote(a)
+        for a in gancli_command("train", "--preset", "gan-mnist", "--limit", "64",
+                                "--batch-size", "32", "--epochs", "2", "--out", str(full),
+                                "--data-dir", str(data_dir), "--quiet")
+    )  # fmt: skip
+    kept = workdir / "kept.pt"  # the tmpfs goes with the namespace: keep last.pt beside it
+    done = in_namespace(
+        f"mount -t tmpfs -o size=48m tmpfs {_quote(str(full))}",
+        f"{train}; echo exit=$?; cp {_quote(str(full))}/*/checkpoints/last.pt {_quote(str(kept))}",
+    )
+    if done is None:
+        return None
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    if "exit=1" not in done.stdout or len(error) != 1 or "Traceback" in done.stderr:
+        return f"{done.stdout[-200:]!r} {done.stderr[-300:]!r}"
+    if "No space left on device" not in error[0]:
+        return error[0]
+    return "" if load_checkpoint(kept)["epoch"] == 1 else "last.pt is not epoch 1's"
+
+
+def _start_training(root: Path, data_dir: Path, epochs: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "256", "--batch-size",
+                       "32", "--epochs", str(epochs), "--out", str(root), "--name", "live",
+                       "--data-dir", str(data_dir), "--quiet", "--set", "training.log_every=2"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def resume_while_training(workdir: Path, data_dir: Path) -> str:
+    """A second `train --resume` on a run that is training: refused in one line before it
+    touches a file (metrics.jsonl only grows, config.yaml stays as it was)."""
+    proc = _start_training(workdir / "runs", data_dir, 200)
+    run = workdir / "runs" / "live-001"
+    try:
+        _wait_for(run / "checkpoints" / "last.pt", proc)
+        config, metrics = (run / "config.yaml").read_bytes(), (run / "metrics.jsonl").read_bytes()
+        done = subprocess.run(
+            gancli_command("train", "--resume", str(run), "--epochs", "300"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        problem = one_error_line(done.stderr, done.returncode, 2)
+        if "is being trained by process" not in done.stderr:
+            problem = problem or done.stderr[-200:]
+        grown = (run / "metrics.jsonl").read_bytes().startswith(metrics)
+        if (run / "config.yaml").read_bytes() != config or not grown:
+            problem = problem or "the refused resume changed config.yaml or metrics.jsonl"
+        return problem
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def sighup_training(workdir: Path, data_dir: Path) -> str:
+    """SIGHUP mid-epoch (a closed terminal): a checkpoint, a resume hint, exit 129, no lock."""
+    from gancli.engine.checkpoint import load_checkpoint
+
+    proc = _start_training(workdir / "runs", data_dir, 200)
+    run = workdir / "runs" / "live-001"
+    _wait_for(run / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode != 129 or "gancli train --resume" not in stderr or "Traceback" in stderr:
+        return f"exit {proc.returncode}: {stderr[-200:]!r}"
+    if (run / ".lock").exists():
+        return "the lock was left behind"
+    return "" if load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 0 else "no steps"
+
+
+def train_on_a_terminal(workdir: Path, data_dir: Path) -> str:
+    """Training with stdout on a terminal (a pseudo-terminal here): the live progress bar
+    runs and training finishes. (Rich swaps sys.stdout for a proxy while it is live.)"""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        gancli_command("train", "--preset", "gan-mnist", "--limit", "128", "--batch-size",
+                       "32", "--epochs", "2", "--out", str(workdir / "runs"), "--data-dir",
+                       str(data_dir)),
+        stdin=slave, stdout=slave, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:  # a terminal that is not read fills up and blocks the writer
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 4096):
+                seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "training on a terminal did not finish in 180 s"
+    finally:
+        reader.join(timeout=5)
+        os.close(master)
+    text = seen.decode(errors="replace")
+    if code != 0 or "Traceback" in text or "done: 2 epochs" not in text:
+        return f"exit {code}: {text[-300:]!r}"
+    return ""
