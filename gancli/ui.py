@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from errno import EBADF
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.progress import (
@@ -164,7 +164,7 @@ class SafeConsole(Console):
 
 def make_console(json_mode: bool) -> Console:
     """Human output goes to stdout, or to stderr when stdout carries --json."""
-    stream = LenientStream("stderr" if json_mode else "stdout")
+    stream = cast(IO[str], LenientStream("stderr" if json_mode else "stdout"))  # a TextIOBase
     return SafeConsole(file=stream, highlight=False, markup=False, emoji=False)
 
 
