@@ -21,7 +21,7 @@ from gancli.engine.models import build_models
 from gancli.engine.runtime import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 torch.manual_seed(0)
-g, d = build_models(load_config("dcgan-mnist").model, (1, 28, 28), 10)
+g, d = build_models(load_config("dcgan-mnist", ["model.clusters=0"]).model, (1, 28, 28), 10)
 g, d = (m.to(memory_format=torch.channels_last) for m in (g, d))
 def step():
     d(g(torch.randn(64, 100))).sum().backward()

@@ -74,7 +74,7 @@ def assert_same(one: torch.nn.Module, other: torch.nn.Module) -> None:
 
 
 def test_ema_is_the_decayed_average_and_copies_buffers() -> None:
-    s = state("dcgan-mnist", "training.ema=0.75")
+    s = state("dcgan-mnist", "training.ema=0.75", "training.ema_rampup=0")
     assert s.ema is not None and s.sampler is s.ema.model
     before = snapshot(s.ema.model)
     with torch.no_grad():
@@ -102,7 +102,7 @@ def test_ema_ramp_up_caps_the_half_life_by_images_seen() -> None:
     assert s.ema.decay(10_000) == pytest.approx(0.5 ** (128 / 500))
     assert s.ema.decay(128) == pytest.approx(0.5**20)  # the first step: almost all new
     assert s.ema.decay(10**8) == pytest.approx(0.999)  # late in training: the decay itself
-    plain = state("dcgan-mnist", "training.ema=0.999")
+    plain = state("dcgan-mnist", "training.ema=0.999", "training.ema_rampup=0")
     assert plain.ema is not None and plain.ema.decay(128) == 0.999
 
 
