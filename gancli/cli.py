@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperOption
 
 import gancli
-from gancli import ui
+from gancli import completion, ui
 from gancli.engine.errors import (
     EXIT_INTERRUPTED,
     ConfigError,
@@ -32,23 +33,77 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _no_type_for_flags(show_type: Any) -> Any:
+    """Typer's type column, left empty where it is noise: a flag takes no value (newer
+    Typer prints `<bool>` for it) and a named argument (RUN) says what it takes."""
+
+    def column(param: Any, ctx: Any) -> str | None:
+        if getattr(param, "is_flag", False) or isinstance(param, TyperArgument):
+            return None
+        return show_type(param, ctx)  # type: ignore[no-any-return]
+
+    return column
+
+
+for _kind in (TyperOption, TyperArgument):
+    if hasattr(_kind, "display_type_rich"):  # Typer >= 0.16; older ones print no types
+        _kind.display_type_rich = _no_type_for_flags(_kind.display_type_rich)  # type: ignore[method-assign]
+
+
+# Help panels: what an option is about.
+RECIPE, DATA, DEVICE, RUN, OUTPUT = "Recipe", "Data", "Device", "Run folder", "Output"
+
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object on stdout and nothing else there.",
+        rich_help_panel=OUTPUT,
+    ),
+]  # fmt: skip
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors.", rich_help_panel=OUTPUT)
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 RunsOpt = Annotated[
     Path | None,
-    typer.Option("--runs", help="Runs root for the latest run ($GANCLI_RUNS_DIR or ./runs)."),
+    typer.Option(
+        "--runs", help="Runs root for the latest run ($GANCLI_RUNS_DIR or ./runs).",
+        metavar="DIR", rich_help_panel=RUN,
+    ),
+]  # fmt: skip
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="auto|cpu|cuda|cuda:N|mps", help="Where to compute.", rich_help_panel=DEVICE
+    ),
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+#: A run folder or checkpoint argument, completed from the runs root.
+RunArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="Run directory or checkpoint (default: the latest run).",
+        autocompletion=completion.runs, show_default=False,
+    ),
+]  # fmt: skip
 
 
 class Precision(str, enum.Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class Extractor(str, enum.Enum):
+    evaluator = "evaluator"
+    inception = "inception"
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example commands, one per line so each can be copied whole."""
+    return "Examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 @contextmanager
@@ -59,7 +114,7 @@ def cli_errors() -> Iterator[None]:
         yield
     except GancliError as exc:
         if not exc.quiet:  # quiet: rank 0 of a distributed run prints it
-            _say(f"error: {exc}")
+            _say(f"{exc.prefix}: {exc}" if exc.prefix else str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
         _say("interrupted" + (f" ({exc})" if isinstance(exc, Terminated) else ""))
@@ -103,52 +158,110 @@ def main(
 
 
 @app.command(
-    epilog="Examples:  gancli train --preset dcgan-mnist --epochs 5 --data-dir data  |  "
-    "gancli train --preset wgan-gp-mnist --set optim.lr_g=5e-5  |  "
-    "gancli train --resume runs/dcgan-mnist-001 --epochs 10  |  "
-    "torchrun --nproc-per-node 2 -m gancli train --preset dcgan-mnist (one process per GPU "
-    "or per CPU share; --batch-size is the global batch)"
+    epilog=examples(
+        "gancli train --preset dcgan-mnist --epochs 5 --data-dir data",
+        "gancli train --preset wgan-gp-mnist --set optim.lr_g=5e-5",
+        "gancli train --resume runs/dcgan-mnist-001 --epochs 10",
+        "gancli train --preset cgan-mnist --tensorboard   (then: tensorboard --logdir runs)",
+        "torchrun --nproc-per-node 2 -m gancli train --preset dcgan-mnist   (one process per "
+        "GPU or per CPU share; --batch-size is the global batch)",
+    )
 )
 def train(
     preset: Annotated[
         str | None,
-        typer.Option("--preset", "-p", help="Preset name (see presets/) or path to a YAML file."),
+        typer.Option(
+            "--preset",
+            "-p",
+            metavar="NAME|FILE",
+            help="Preset name (gancli presets lists them) or path to a YAML file.",
+            autocompletion=completion.presets,
+            rich_help_panel=RECIPE,
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", "-s", help="Override one config value: section.key=value. Repeatable."
+            "--set",
+            "-s",
+            metavar="SECTION.KEY=VALUE",
+            help="Override one config value (gancli inspect PRESET shows them). Repeatable.",
+            rich_help_panel=RECIPE,
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs to train (training.epochs).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs to train (training.epochs).", rich_help_panel=RECIPE)
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (training.batch_size).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (training.seed).")] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Train on the first N images only (data.limit).")
-    ] = None,
-    save_every: Annotated[
-        int | None, typer.Option(help="Also keep checkpoints/epoch_NNNN.pt every K epochs.")
-    ] = None,
-    eval_every: Annotated[
         int | None,
-        typer.Option(help="Every K epochs: FID and class coverage into metrics.jsonl."),
+        typer.Option(help="Batch size (training.batch_size).", rich_help_panel=RECIPE),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (training.seed).", rich_help_panel=RECIPE)
     ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Data root to search first (then $GANCLI_DATA_DIR, the cache, download)."
+            metavar="DIR",
+            rich_help_panel=DATA,
+            help="Data root to search first (then $GANCLI_DATA_DIR, the cache, download).",
         ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Runs root (default: $GANCLI_RUNS_DIR or ./runs).")
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Train on the first N images only (data.limit).", rich_help_panel=DATA),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: the preset's).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            rich_help_panel=RUN,
+            help="Runs root (default: $GANCLI_RUNS_DIR or ./runs).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: the preset's).", rich_help_panel=RUN)
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="RUN",
+            rich_help_panel=RUN,
+            autocompletion=completion.runs,
+            help="Continue RUN from its last checkpoint (with --epochs to extend).",
+        ),
+    ] = None,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            rich_help_panel=RUN,
+            help="Also keep checkpoints/epoch_NNNN.pt every K epochs.",
+        ),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            rich_help_panel=RUN,
+            help="Every K epochs: FID and class coverage into metrics.jsonl.",
+        ),
+    ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            rich_help_panel=RUN,
+            show_default=False,
+            help="Also log to TensorBoard in the run folder (training.tensorboard; needs "
+            "pip install 'gancli\\[tensorboard]').",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: Annotated[
         int | None,
         typer.Option(
+            rich_help_panel=DEVICE,
             help="CPU threads per process (default: the physical cores, shared out among "
             "the processes torchrun starts on this machine).",
         ),
@@ -156,6 +269,7 @@ def train(
     precision: Annotated[
         Precision,
         typer.Option(
+            rich_help_panel=DEVICE,
             help="Arithmetic of the forward passes: fp32, or bf16/fp16 autocast (mixed "
             "precision; fp16 adds loss scaling). fp32 on CUDA uses TF32 tensor cores. "
             "On a CPU, bf16 is fast only with AVX512-BF16 or AMX, and fp16 is very slow.",
@@ -165,6 +279,7 @@ def train(
         bool,
         typer.Option(
             "--compile/--no-compile",
+            rich_help_panel=DEVICE,
             help="torch.compile G and D: faster steps after a compile of tens of seconds.",
         ),
     ] = False,
@@ -172,6 +287,7 @@ def train(
         bool,
         typer.Option(
             "--sync-bn",
+            rich_help_panel=DEVICE,
             help="Under torchrun on GPUs: batch-norm statistics over the global batch "
             "(default: each process normalises over its own share).",
         ),
@@ -180,15 +296,15 @@ def train(
         bool,
         typer.Option(
             "--deterministic",
+            rich_help_panel=DEVICE,
             help="Only deterministic kernels (CUDA); fails naming the op that has none.",
         ),
     ] = False,
-    resume: Annotated[
-        Path | None,
-        typer.Option(help="Continue RUN_DIR from its last checkpoint (with --epochs to extend)."),
-    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the resolved config and stop.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the resolved config and stop.", rich_help_panel=OUTPUT
+        ),
     ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -205,6 +321,7 @@ def train(
         "data.limit": limit,
         "training.save_every": save_every,
         "training.eval_every": eval_every,
+        "training.tensorboard": tensorboard,
     }
     options = RuntimeOptions(
         data_dir=str(data_dir) if data_dir else None,
@@ -248,11 +365,7 @@ def train(
         if json_out:
             ui.print_json(dataclasses.asdict(result))
         elif not quiet:
-            console.print(
-                f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s "
-                f"({result.images_per_second:.0f} img/s); run directory {result.run_dir}",
-                soft_wrap=True,
-            )
+            console.print(ui.done_line(result), soft_wrap=True)
 
 
 def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> None:
@@ -264,15 +377,14 @@ def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> No
 
 
 @app.command(
-    epilog="Examples:  gancli sample --digit 7 -n 64  |  "
-    "gancli sample runs/cgan-mnist-001 --class all -n 10000 --out s.npz  |  "
-    "gancli sample --out pictures/ -n 16 --truncation 1.5"
+    epilog=examples(
+        "gancli sample --digit 7 -n 64",
+        "gancli sample runs/cgan-mnist-001 --class all -n 10000 --out s.npz",
+        "gancli sample --out pictures/ -n 16 --truncation 1.5",
+    )
 )
 def sample(
-    path: Annotated[
-        str | None,
-        typer.Argument(help="Run directory or checkpoint (default: the latest run)."),
-    ] = None,
+    path: RunArg = None,
     num: Annotated[int, typer.Option("--num", "-n", min=1, help="Images to generate.")] = 64,
     classes: Annotated[
         list[str] | None,
@@ -281,30 +393,43 @@ def sample(
             "--digit",
             "--label",
             "-c",
+            metavar="CLASS",
             help="Class by number or name (7, A, Sneaker); lists and ranges: 0-9, 1,3,5, all. "
             "Repeatable; n is split evenly between them.",
+            autocompletion=completion.class_names,
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Same seed, same images.")] = 0,
+    ema: Annotated[
+        bool | None,
+        typer.Option(
+            "--ema/--no-ema", help="Use the EMA generator (default: if kept).", show_default=False
+        ),
+    ] = None,
+    truncation: Annotated[
+        float | None,
+        typer.Option(min=0.01, metavar="T", help="Redraw noise entries with |z| > T."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE|DIR/",
+            rich_help_panel=OUTPUT,
             help="A .png grid, a .npz (images, labels) or a directory of PNGs "
-            "(default: RUN/generated/sample-NNN.png)."
+            "(default: RUN/generated/sample-NNN.png).",
         ),
     ] = None,
-    nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row.")] = None,
-    ema: Annotated[
-        bool | None,
-        typer.Option("--ema/--no-ema", help="Use the EMA generator (default: if kept)."),
+    nrow: Annotated[
+        int | None, typer.Option(min=1, help="Images per grid row.", rich_help_panel=OUTPUT)
     ] = None,
-    truncation: Annotated[
-        float | None, typer.Option(min=0.01, help="Redraw noise entries with |z| > T.")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out.", rich_help_panel=OUTPUT)
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per forward pass.", rich_help_panel=DEVICE)
+    ] = 500,
     device: DeviceOpt = "auto",
     runs: RunsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -332,16 +457,28 @@ def sample(
 
 
 @app.command(
-    epilog="Examples:  gancli animate runs/dcgan-mnist-001  |  "
-    "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif"
+    epilog=examples(
+        "gancli animate runs/dcgan-mnist-001",
+        "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif",
+    )
 )
 def animate(
     path: Annotated[
-        str | None, typer.Argument(help="Run directory (default: the latest run).")
+        str | None,
+        typer.Argument(
+            metavar="RUN",
+            help="Run directory (default: the latest run).",
+            autocompletion=completion.runs,
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help=".gif or .mp4 (default: RUN/progress.gif, RUN/interpolation.gif)."),
+        typer.Option(
+            metavar="FILE",
+            rich_help_panel=OUTPUT,
+            help=".gif or .mp4 (default: RUN/progress.gif, RUN/interpolation.gif).",
+        ),
     ] = None,
     fps: Annotated[
         float | None,
@@ -362,7 +499,11 @@ def animate(
     runs: RunsOpt = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Replace an existing --out (the run's own GIFs always are)."),
+        typer.Option(
+            "--force",
+            rich_help_panel=OUTPUT,
+            help="Replace an existing --out (the run's own GIFs always are).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -393,13 +534,21 @@ def animate(
 
 
 @app.command(
-    epilog="Examples:  gancli inspect runs/dcgan-mnist-001  |  gancli inspect dcgan-mnist  |  "
-    "gancli inspect runs/x/checkpoints/last.pt --json"
+    epilog=examples(
+        "gancli inspect runs/dcgan-mnist-001",
+        "gancli inspect dcgan-mnist",
+        "gancli inspect runs/x/checkpoints/last.pt --json",
+    )
 )
 def inspect(
     path: Annotated[
         str | None,
-        typer.Argument(help="Run directory, checkpoint or preset (default: the latest run)."),
+        typer.Argument(
+            metavar="RUN|CHECKPOINT|PRESET",
+            show_default=False,
+            help="Run directory, checkpoint or preset (default: the latest run).",
+            autocompletion=completion.runs_and_presets,
+        ),
     ] = None,
     runs: RunsOpt = None,
     json_out: JsonOpt = False,
@@ -417,7 +566,7 @@ def inspect(
             ui.render_report(report, ui.make_console(False))
 
 
-@app.command(epilog="Example:  gancli presets --json")
+@app.command(epilog=examples("gancli presets", "gancli presets --json"))
 def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """List the shipped presets with their one-line descriptions."""
     from gancli.engine.config import list_presets, presets_dir
@@ -431,52 +580,72 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
 
 
 @app.command(
-    epilog="Examples:  gancli evaluate runs/cgan-mnist-001  |  "
-    "gancli evaluate runs/x/checkpoints/epoch_0005.pt -n 2000 --json  |  "
-    "gancli evaluate --train-evaluator mnist --out mnist.pt"
+    epilog=examples(
+        "gancli evaluate runs/cgan-mnist-001",
+        "gancli evaluate runs/x/checkpoints/epoch_0005.pt -n 2000 --json",
+        "gancli evaluate --train-evaluator mnist --out mnist.pt",
+    )
 )
 def evaluate(
-    path: Annotated[
-        str | None,
-        typer.Argument(help="Run directory or checkpoint (default: the latest run)."),
-    ] = None,
+    path: RunArg = None,
     num: Annotated[
         int, typer.Option("--num", "-n", min=1, help="Samples to score (and real images).")
     ] = 10_000,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the noise and real subset.")] = 0,
     ema: Annotated[
         bool | None,
-        typer.Option("--ema/--no-ema", help="Score the EMA generator (default: if kept)."),
+        typer.Option(
+            "--ema/--no-ema",
+            help="Score the EMA generator (default: if kept).",
+            show_default=False,
+        ),
     ] = None,
     extractor: Annotated[
-        str,
+        Extractor,
         typer.Option(
             help="Features for FID, KID, IS, precision/recall: evaluator (the dataset's "
             "shipped CNN) or inception (torchvision's Inception-v3; needs its weights)."
         ),
-    ] = "evaluator",
+    ] = Extractor.evaluator,
     floor: Annotated[
         bool,
         typer.Option("--floor/--no-floor", help="Also score real training images (the floor)."),
     ] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per forward pass.", rich_help_panel=DEVICE)
+    ] = 500,
     train_evaluator: Annotated[
         str | None,
         typer.Option(
             "--train-evaluator",
             metavar="DATASET",
+            rich_help_panel="Training an evaluator",
             help="Instead: train DATASET's evaluator CNN (seeded) and write it to --out.",
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="With --train-evaluator: the file to write.")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            rich_help_panel="Training an evaluator",
+            help="With --train-evaluator: the file to write.",
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="With --train-evaluator: epochs (default: the recipe's)."),
+        typer.Option(
+            min=1,
+            rich_help_panel="Training an evaluator",
+            help="With --train-evaluator: epochs (default: the recipe's).",
+        ),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data root to search first for the real images.")
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            rich_help_panel=DATA,
+            help="Data root to search first for the real images.",
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     runs: RunsOpt = None,
@@ -504,7 +673,7 @@ def evaluate(
         from gancli.engine.scoring import EvalRequest, append_record, check_request
         from gancli.engine.scoring import evaluate as score
 
-        request = EvalRequest(num, seed, batch_size, extractor, floor)
+        request = EvalRequest(num, seed, batch_size, extractor.value, floor)
         check_request(request)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
         if run is not None:

@@ -214,6 +214,8 @@ def _start_line(info: dict[str, Any]) -> str:
 class PlainReporter:
     """One line when training starts, one per epoch: readable in logs, no control codes."""
 
+    live = False
+
     def __init__(self, console: Console):
         self.console = console
 
@@ -221,7 +223,7 @@ class PlainReporter:
         self.epochs = info["epochs"]
         self.console.print(_start_line(info), soft_wrap=True)
 
-    def advance(self, step: int, stats: dict[str, float] | None) -> None:
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
         pass
 
     def epoch(self, record: dict[str, Any]) -> None:
@@ -240,7 +242,11 @@ class PlainReporter:
 
 
 class RichReporter(PlainReporter):
-    """A live progress bar with the latest losses, images/s and ETA; epoch lines above it."""
+    """A live progress bar with the epoch under way, the losses of the current log window
+    (refreshed about once a second from the first step on), images/s and ETA; epoch lines
+    above it."""
+
+    live = True
 
     def start(self, info: dict[str, Any]) -> None:
         super().start(info)
@@ -265,12 +271,11 @@ class RichReporter(PlainReporter):
         )
         self.progress.start()
 
-    def advance(self, step: int, stats: dict[str, float] | None) -> None:
-        fields: dict[str, Any] = {}
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
+        fields: dict[str, Any] = {"epoch": f"{epoch}/{self.epochs}"}
         if stats is not None:
             fields["losses"] = _losses(stats)
             fields["rate"] = f"{stats['images_per_second'] or 0:.0f} img/s"
-            fields["epoch"] = f"{stats['epoch']}/{self.epochs}"
         self.progress.update(self.task, completed=step, **fields)
 
     def epoch(self, record: dict[str, Any]) -> None:
@@ -299,6 +304,21 @@ class QuietReporter(PlainReporter):
 
     def note(self, text: str) -> None:
         pass
+
+
+def done_line(result: Any) -> str:
+    """The last line of `gancli train`: what the run holds now and, after a resume, what
+    this process added to it (a TrainResult)."""
+    where = f"; run directory {result.run_dir}"
+    now = f"in {result.seconds:.1f}s ({result.images_per_second:.0f} img/s)"
+    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    if not result.start_step:
+        return f"done: {epochs}, {result.steps} steps {now}{where}"
+    return (
+        f"done: {epochs}, {result.steps} steps in all; resumed at step "
+        f"{result.start_step} (epoch {result.start_epoch + 1}), "
+        f"{result.steps - result.start_step} steps {now}{where}"
+    )
 
 
 def make_reporter(console: Console, quiet: bool) -> PlainReporter:

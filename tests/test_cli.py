@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 import gancli
+from gancli import ui
 from gancli.cli import app
 from gancli.engine.checkpoint import load_checkpoint
 
@@ -59,7 +62,24 @@ def test_plain_output_off_a_terminal_has_no_control_codes(tmp_path: Path) -> Non
     lines = result.output.splitlines()
     assert lines[0].startswith(f"run {tmp_path / 'x-001'} on cpu")
     assert lines[-2].startswith("epoch 1/1  step 8  loss_d ")  # after any notes
-    assert lines[-1].startswith("done: 1 epochs, 8 steps")
+    assert lines[-1].startswith("done: 1 epoch, 8 steps in ")
+
+
+def test_the_progress_bar_shows_the_epoch_under_way_and_the_latest_losses() -> None:
+    reporter = ui.RichReporter(Console(file=io.StringIO(), force_terminal=True, width=200))
+    reporter.start(
+        {"run_dir": "runs/x-001", "device": "cpu", "threads": 2, "dataset": "mnist",
+         "epochs": 3, "steps_per_epoch": 10, "total_steps": 30, "start_step": 0,
+         "start_epoch": 0}
+    )  # fmt: skip
+    task = reporter.progress.tasks[0]
+    reporter.advance(18, 2, None)  # step 8 of epoch 2, between log lines
+    assert (task.fields["epoch"], task.completed) == ("2/3", 18)
+    stats = {"loss_d": 1.25, "loss_g": 0.5, "d_real": 0.6, "d_fake": 0.4, "images_per_second": 512}
+    reporter.advance(19, 2, stats)
+    assert task.fields["losses"].startswith("loss_d 1.250  loss_g 0.500")
+    assert task.fields["rate"] == "512 img/s"
+    reporter.close()
 
 
 def test_quiet_prints_nothing(tmp_path: Path) -> None:
@@ -105,10 +125,16 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
     run = tmp_path / "gan-mnist-001"
     result = invoke("train", "--resume", str(run), "--epochs", "2", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["epochs"] == 2
+    payload = json.loads(result.stdout)
+    assert (payload["epochs"], payload["start_epoch"], payload["start_step"]) == (2, 1, 8)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
     assert (run / "samples" / "epoch_0002.png").is_file()
     assert not (tmp_path / "gan-mnist-002").exists()
+    # The last line tells the whole run apart from what this resume added.
+    more = invoke("train", "--resume", str(run), "--epochs", "3")
+    assert more.output.splitlines()[-1].startswith(
+        "done: 3 epochs, 24 steps in all; resumed at step 16 (epoch 3), 8 steps in "
+    ), more.output
 
 
 @pytest.mark.parametrize(
@@ -220,3 +246,62 @@ def test_version_and_module_entry_point() -> None:
     assert invoke("--version").output.strip() == f"gancli {gancli.__version__}"
     out = subprocess.run([sys.executable, "-m", "gancli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout
+
+
+# --------------------------------------------------------------------------- help and completion
+
+COMMANDS = ["train", "sample", "animate", "evaluate", "inspect", "presets"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_is_grouped_with_one_copyable_example_per_line(command: str) -> None:
+    short = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    long = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert short.exit_code == 0 and short.output == long.output
+    assert "<bool>" not in short.output  # flags take no value, and say none
+    assert "Output" in short.output  # --json and --quiet have their own panel
+    lines = [line.strip() for line in short.output.splitlines()]
+    examples = [line for line in lines[lines.index("Examples:") + 1 :] if line]
+    assert examples and all(line.startswith(("gancli ", "torchrun ")) for line in examples)
+
+
+def test_help_names_the_choices_and_groups_the_options() -> None:
+    train = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "200"}).output
+    for panel in ("Recipe", "Data", "Run folder", "Device", "Output"):
+        assert f"─ {panel} ─" in train
+    assert "fp32|bf16|fp16" in train and "auto|cpu|cuda|cuda:N|mps" in train
+    evaluate = runner.invoke(app, ["evaluate", "-h"], env={"COLUMNS": "200"}).output
+    assert "evaluator|inception" in evaluate
+    bad = invoke("evaluate", "--extractor", "vgg")
+    assert bad.exit_code == 2 and "evaluator" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_mistyped_preset_or_key_gets_the_nearest_name(tmp_path: Path) -> None:
+    assert_clean_error(invoke("train", "--preset", "dcgan-mnst"), 2, "did you mean dcgan-mnist?")
+    result = invoke("train", "--preset", "gan-mnist", "--set", "training.epoch=2", "--dry-run")
+    assert_clean_error(result, 2, "did you mean training.epochs?")
+
+
+def complete(*words: str, runs: Path | None = None) -> list[str]:
+    """What the installed `gancli` script offers for the last word, as bash asks for it."""
+    script = Path(sys.executable).with_name("gancli")
+    env = {**os.environ, "_GANCLI_COMPLETE": "complete_bash",
+           "COMP_WORDS": " ".join(["gancli", *words]), "COMP_CWORD": str(len(words))}  # fmt: skip
+    if runs is not None:
+        env["GANCLI_RUNS_DIR"] = str(runs)
+    done = subprocess.run([script], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_shell_completion_offers_presets_runs_and_class_names(
+    trained_runs: dict[str, Path],
+) -> None:
+    assert complete("train", "--preset", "cgan-m") == ["cgan-mnist"]
+    root = trained_runs["cgan"].parent
+    offered = complete("sample", "", runs=root)
+    assert str(trained_runs["cgan"]) in offered and str(trained_runs["dcgan-ema"]) in offered
+    assert complete("inspect", f"{root}/cgan") == [str(trained_runs["cgan"])]
+    assert complete("sample", str(trained_runs["cgan"]), "--digit", "") == [
+        "all", *"0123456789"
+    ]  # fmt: skip
+    assert complete("sample", "--class", "7", runs=root) == ["7"]  # the latest run's classes

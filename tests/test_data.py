@@ -12,7 +12,7 @@ import torch
 from helpers import idx_bytes, make_mnist_root
 
 from gancli.engine.config import DataConfig
-from gancli.engine.data import load_dataset, read_idx, to_uint8, to_unit_range
+from gancli.engine.data import IdxDataset, load_dataset, read_idx, to_uint8, to_unit_range
 from gancli.engine.errors import DataError
 
 # Published MNIST training label counts for digits 0-9.
@@ -94,6 +94,22 @@ def test_user_cache_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     make_mnist_root(tmp_path / "gancli" / "data", n=12)
     assert len(load_dataset(DataConfig(), None)) == 12
+
+
+def test_a_download_keeps_stdout_for_the_json_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def download(spec: IdxDataset, root: Path) -> None:  # prints as torchvision's does
+        print(f"Downloading https://example.invalid/{spec.folder}.gz to {root}")
+        make_mnist_root(root, n=12)
+
+    monkeypatch.delenv("GANCLI_DATA_DIR")
+    monkeypatch.delenv("GANCLI_NO_DOWNLOAD")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(IdxDataset, "download", download)
+    assert len(load_dataset(DataConfig(), None)) == 12
+    out, err = capsys.readouterr()
+    assert out == "" and "Downloading" in err
 
 
 def test_not_found_names_every_place_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

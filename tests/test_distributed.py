@@ -368,11 +368,13 @@ def test_ranks_take_contiguous_slices_of_each_global_batch() -> None:
 class Notes:
     """A reporter that keeps the notes."""
 
+    live = False
+
     def __init__(self) -> None:
         self.notes: list[str] = []
 
     def start(self, info: dict[str, Any]) -> None: ...
-    def advance(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None: ...
     def epoch(self, record: dict[str, Any]) -> None: ...
 
     def note(self, text: str) -> None:

@@ -162,9 +162,40 @@ class StopAt(NullReporter):
     def __init__(self, trainer: Trainer, step: int):
         self.trainer, self.at = trainer, step
 
-    def advance(self, step: int, stats: dict[str, float] | None) -> None:
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
         if step == self.at:
             self.trainer.stops.request(signal.SIGINT)
+
+
+class Recorder(NullReporter):
+    """A live reporter (like the progress bar) that keeps every advance."""
+
+    live = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, dict[str, float] | None]] = []
+
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
+        self.calls.append((step, epoch, stats))
+
+
+def test_a_live_display_gets_the_epoch_every_step_and_losses_from_the_first(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    trainer = new_trainer(
+        tmp_path, "gan-mnist", data_dir, "training.log_every=100", **{"training.epochs": 2}
+    )
+    recorder = Recorder()
+    trainer.fit(recorder)
+    assert [step for step, _, _ in recorder.calls] == list(range(1, 21))
+    assert [epoch for _, epoch, _ in recorder.calls] == [1] * 10 + [2] * 10
+    first = recorder.calls[0][2]  # a preview of the window, long before the log line
+    assert first is not None and first["images_per_second"] > 0
+    assert set(first) >= {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert all(math.isfinite(first[k]) for k in ("loss_d", "loss_g"))
+    # Previews are for the eye only: metrics.jsonl holds the epoch-end lines alone.
+    steps = [r["step"] for r in MetricsLog(trainer.run.path / "metrics.jsonl").read()]
+    assert steps == [10, 10, 20, 20]  # a step line and an epoch line per epoch
 
 
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:

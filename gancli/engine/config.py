@@ -8,6 +8,7 @@ wrong types and impossible values raise ConfigError naming the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 from collections.abc import Iterable, Mapping
@@ -147,6 +148,9 @@ class TrainingConfig:
         0, "epochs between FID and class-coverage checks in metrics.jsonl; 0: none", ge=0
     )
     eval_samples: int = option(5000, "samples per check during training", ge=50, le=100_000)
+    tensorboard: bool = option(
+        False, "also log to TensorBoard event files in RUN/tensorboard (the tensorboard extra)"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,8 +201,11 @@ def resolve_preset(preset: str) -> Path:
         return candidate
     path = presets_dir() / f"{preset}.yaml"
     if not path.is_file():
-        names = ", ".join(p.stem for p in sorted(presets_dir().glob("*.yaml")))
-        raise ConfigError(f"unknown preset '{preset}'; available presets: {names}")
+        names = [p.stem for p in sorted(presets_dir().glob("*.yaml"))]
+        raise ConfigError(
+            f"unknown preset '{preset}';{_nearest(preset, names)} available presets: "
+            + ", ".join(names)
+        )
     return path
 
 
@@ -468,7 +475,16 @@ def _unknown(key: str, known: Iterable[str]) -> str:
     foreign = sorted({c for c in key if not c.isascii()})
     # A Cyrillic 'м' looks like 'm': say which characters make a key that looks known unknown.
     alike = f" (it holds {', '.join(f'{c!r} U+{ord(c):04X}' for c in foreign)})" if foreign else ""
-    return f"{_printable(key)}: unknown key{alike}; known keys: {', '.join(known)}"
+    known = list(known)
+    return f"{_printable(key)}: unknown key{alike};{_nearest(key, known)} known keys: " + ", ".join(
+        known
+    )
+
+
+def _nearest(typed: str, known: list[str]) -> str:
+    """' did you mean X?' for the known name closest to a mistyped one, or ''."""
+    close = difflib.get_close_matches(typed, known, n=1, cutoff=0.6)
+    return f" did you mean {close[0]}?" if close else ""
 
 
 def _printable(key: str) -> str:

@@ -9,10 +9,12 @@ batches are scaled to [-1, 1] only when drawn.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -313,7 +315,9 @@ def _download(spec: IdxDataset, split: str, tried: list[str]) -> ImageSet | None
         tried.append(f"download (skipped: ${ENV_NO_DOWNLOAD} is set)")
         return None
     try:
-        spec.download(cache)
+        # torchvision prints its progress on stdout, which belongs to --json's result.
+        with contextlib.redirect_stdout(sys.stderr):
+            spec.download(cache)
     except Exception as exc:  # any network or disk failure means "not available"
         reason = str(exc).splitlines()[0] if str(exc) else ""
         tried.append(f"download into {cache} failed ({type(exc).__name__}: {reason})")

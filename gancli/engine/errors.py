@@ -20,6 +20,8 @@ class GancliError(Exception):
     exit_code = EXIT_USAGE
     #: True when another process prints it (rank 0 of a distributed run): exit, say nothing.
     quiet = False
+    #: What the CLI puts before the message; None for news that is not a failure.
+    prefix: str | None = "error"
 
 
 class ConfigError(GancliError):

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from gancli.engine.animation import write_progress
+from gancli.engine.config import config_to_yaml
+from gancli.engine.errors import ConfigError
 from gancli.engine.health import HealthMonitor
 from gancli.engine.plots import plot_losses
 from gancli.engine.runs import RunDir
@@ -28,17 +31,25 @@ if TYPE_CHECKING:
 
 
 class Reporter(Protocol):
-    """What the loop tells the outside world; the CLI renders it as a progress bar or log lines."""
+    """What the loop tells the outside world; the CLI renders it as a progress bar or log lines.
+
+    `advance` comes after every step with the epoch under way and, at a log line, its
+    figures; a `live` reporter (a progress bar) also gets, about once a second between
+    log lines, the losses of the steps since the last one."""
+
+    live: bool
 
     def start(self, info: dict[str, Any]) -> None: ...
-    def advance(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None: ...
     def epoch(self, record: dict[str, Any]) -> None: ...
     def note(self, text: str) -> None: ...
 
 
 class NullReporter:
+    live = False
+
     def start(self, info: dict[str, Any]) -> None: ...
-    def advance(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None: ...
     def epoch(self, record: dict[str, Any]) -> None: ...
     def note(self, text: str) -> None: ...
 
@@ -141,12 +152,88 @@ class ProgressGif(Listener):
         write_progress(self.run)
 
 
+#: metrics.jsonl field -> TensorBoard tag
+TENSORBOARD_TAGS = {
+    "loss_d": "loss/D",
+    "loss_g": "loss/G",
+    "d_real": "D_output/real",
+    "d_fake": "D_output/fake",
+    "images_per_second": "speed/images_per_second",
+}
+
+
+class TensorBoardLog(Listener):
+    """training.tensorboard: RUN/tensorboard/ holds the metrics lines as scalars, each
+    epoch's grid as an image, the --eval-every figures and the config as text, so that
+    `tensorboard --logdir runs` shows every run. metrics.jsonl stays the record; this is a
+    view of it. The writer starts at the first log line, once the run's lock is held."""
+
+    def __init__(self, run: RunDir, config_text: str, start_step: int, nrow: int):
+        require_tensorboard()
+        self.run, self.config_text, self.start_step, self.nrow = run, config_text, start_step, nrow
+        self.writer: Any = None
+
+    @property
+    def folder(self) -> Path:
+        return self.run.path / "tensorboard"
+
+    def _writer(self) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A resumed run redoes the steps after its checkpoint: purging from there keeps
+            # one value per step, as metrics.jsonl does.
+            purge = self.start_step + 1 if self.start_step else None
+            self.writer = SummaryWriter(str(self.folder), purge_step=purge)
+            if not self.start_step:
+                indented = "\n".join("    " + line for line in self.config_text.splitlines())
+                self.writer.add_text("config", indented, 0)
+        return self.writer
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        writer = self._writer()
+        for key, tag in TENSORBOARD_TAGS.items():
+            if record.get(key) is not None:
+                writer.add_scalar(tag, record[key], record["step"])
+
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        from torchvision.utils import make_grid
+
+        writer = self._writer()
+        grid = make_grid(end.samples, nrow=self.nrow, padding=2, pad_value=255)
+        writer.add_image("samples", grid, end.step)
+        for key, value in (end.evaluation or {}).items():
+            if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
+                writer.add_scalar(f"eval/{key}", value, end.step)
+        writer.add_scalar("epoch", end.epoch, end.step)
+        writer.flush()  # an epoch's events are on disk with its checkpoint
+
+    def on_fit_end(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def require_tensorboard() -> None:
+    """ConfigError unless the tensorboard package is installed (before any file is made)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "training.tensorboard: the tensorboard package is not installed; "
+            "pip install 'gancli[tensorboard]' (or turn it off with --no-tensorboard)"
+        )
+
+
 def default_listeners(trainer: Trainer) -> list[Listener]:
     """The outputs of every run, in the order they run at each epoch's end."""
-    return [
+    listeners = [
         SampleGrids(trainer.run, trainer.grid_nrow, trainer.row_labels),
         ProgressEvaluation(trainer),
         HealthWarnings(trainer.health, trainer.data.num_classes, trainer.warn),
         LossPlot(trainer.run),
         ProgressGif(trainer.run),
     ]
+    if trainer.config.training.tensorboard:
+        text = config_to_yaml(trainer.config)
+        listeners.append(TensorBoardLog(trainer.run, text, trainer.step, trainer.grid_nrow))
+    return listeners

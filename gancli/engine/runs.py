@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gancli.engine.checkpoint import newest_valid
 from gancli.engine.config import (
     Config,
     config_from_dict,
@@ -197,6 +196,8 @@ class RunDir:
 
     def newest_checkpoint(self) -> tuple[Path, dict[str, Any], list[str]]:
         """The valid checkpoint with the most steps, its contents, and what was skipped."""
+        from gancli.engine.checkpoint import newest_valid  # loads PyTorch: only when needed
+
         return newest_valid(self.checkpoint_files())
 
 

@@ -63,11 +63,18 @@ from gancli.engine.state import STATS, TrainState
 
 
 class Interrupted(GancliError):
-    """Training stopped on a signal after saving a checkpoint."""
+    """Training stopped on a signal after saving a checkpoint: a stop the user asked for,
+    told as such (with how to resume), not as an error."""
+
+    prefix = None
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+#: How often a live display gets the current window's losses between log lines.
+PREVIEW_SECONDS = 1.0
 
 
 @dataclass
@@ -79,6 +86,8 @@ class TrainResult:
     images_per_second: float
     final: dict[str, float] = field(default_factory=dict)
     world_size: int = 1  # processes that trained together (torchrun ranks)
+    start_step: int = 0  # steps done before this process began (a resumed run)
+    start_epoch: int = 0  # epochs done before this process began
 
 
 class Trainer:
@@ -347,7 +356,7 @@ class Trainer:
         """Train until the planned epochs are done (or a stop signal); rank 0 reports."""
         self.reporter = (reporter if self.is_main else None) or NullReporter()
         images_per_step = self.config.training.batch_size * self.config.objective.n_critic
-        start_step = self.step
+        start_step, start_epoch = self.step, self.epoch
         with (
             lock_run(self.run) if self.is_main else nullcontext(),
             self.stops.installed(),
@@ -377,6 +386,8 @@ class Trainer:
             images_per_second=round(steps_done * images_per_step / seconds, 1) if seconds else 0.0,
             final=last,
             world_size=self.ranks.world_size,
+            start_step=start_step,
+            start_epoch=start_epoch,
         )
 
     def _start_info(self) -> dict[str, Any]:
@@ -427,6 +438,7 @@ class Trainer:
         window = torch.zeros(len(STATS), device=self.device)
         epoch_sum = torch.zeros(len(STATS), device=self.device)
         window_steps, steps, window_clock = 0, 0, time.perf_counter()
+        shown_at = -math.inf  # the last preview of the window's losses; the first step shows one
         batches = self.train_data.batches(
             cfg.batch_size,
             cfg.seed,
@@ -443,17 +455,24 @@ class Trainer:
             steps += 1
             self.step_in_epoch += 1
             flush = self.step % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch
-            logged = None
+            shown = None  # what the reporter gets: a log line's figures, or a preview
             if flush:
                 now = time.perf_counter()
                 images = window_steps * images_per_step
-                logged = self._log("step", window, window_steps, images, now - window_clock)
+                shown = self._log("step", window, window_steps, images, now - window_clock)
                 window.zero_()
                 window_steps, window_clock = 0, now
-                last = {k: logged[k] for k in STATS}
+                last = {k: shown[k] for k in STATS}
                 for listener in self.listeners:
-                    listener.on_log(logged)
-            self.reporter.advance(self.step, logged)
+                    listener.on_log(shown)
+            elif self.reporter.live and time.perf_counter() - shown_at >= PREVIEW_SECONDS:
+                # The window's losses so far, for the eye only: at most one device sync a
+                # second, this rank's figures, nothing written.
+                now = shown_at = time.perf_counter()
+                shown = dict(zip(STATS, (window / window_steps).tolist(), strict=True))
+                images = window_steps * images_per_step
+                shown["images_per_second"] = images / max(now - window_clock, 1e-9)
+            self.reporter.advance(self.step, self.epoch + 1, shown)
             signum = self._agreed_stop(flush)
             if signum is not None:
                 self._interrupt(signum)
@@ -541,8 +560,10 @@ class Trainer:
         self.save()
         distributed.barrier()  # rank 0's checkpoint is written before any rank exits
         code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         error = Interrupted(
-            f"interrupted at step {self.step} (epoch {self.epoch + 1}); checkpoint saved to "
+            f"stopped by {how}: interrupted at step {self.step} (epoch {self.epoch + 1} of "
+            f"{self.config.training.epochs}); checkpoint saved to "
             f"{self.run.last_checkpoint}. Resume with: gancli train --resume "
             f"{shlex.quote(str(self.run.path))}",
             code,

@@ -108,6 +108,10 @@ def test_a_signal_checkpoints_prints_how_to_resume_and_exits(
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
     assert f"gancli train --resume {tmp_path / 't-001'}" in stderr and "Traceback" not in stderr
+    # A stop the user asked for reads as one, not as a failure.
+    last = stderr.strip().splitlines()[-1]
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    assert last.startswith(f"stopped by {how}: interrupted at step "), last
     state = load_checkpoint(tmp_path / "t-001" / "checkpoints" / "last.pt")
     assert 0 < state["step"] < 200 * 10
     resumed = subprocess.run(
