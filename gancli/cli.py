@@ -444,7 +444,8 @@ def sample(
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
         default_dir = (run.path if run else Path.cwd()) / GENERATED
-        result = write_samples(trained, request, out, nrow, force, default_dir)
+        with ui.StageProgress(ui.make_console(json_out), quiet) as progress:
+            result = write_samples(trained, request, out, nrow, force, default_dir, progress)
         classes = [trained.class_names[i] for i in labels]
         result.update(
             checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
@@ -679,7 +680,8 @@ def evaluate(
         if run is not None:
             check_writable(run.path, "eval.json")  # now, not after minutes of scoring
         trained = load_generator(checkpoint, use_device(device), ema)
-        report = score(trained, request, str(data_dir) if data_dir else None, log)
+        with ui.StageProgress(console, quiet) as progress:
+            report = score(trained, request, str(data_dir) if data_dir else None, log, progress)
         if run is not None:
             append_record(run, report, log)
             report.saved_to = str(run.evaluations)

@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -304,6 +305,43 @@ class QuietReporter(PlainReporter):
 
     def note(self, text: str) -> None:
         pass
+
+
+class StageProgress:
+    """What a long command (sample, evaluate) is doing, on a terminal: the stage, a bar
+    where the work can be counted, and the time taken; removed when done. Off a terminal,
+    or with --quiet, it shows nothing. Used as the engine's `progress` callback."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.progress: Progress | None = None
+        if console.is_terminal and not quiet:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[count]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+        self.task: Any = None
+
+    def __enter__(self) -> StageProgress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self.progress is None:
+            return
+        count = f"{done:,}/{total:,}" if total else ""
+        if self.task is None:
+            self.task = self.progress.add_task(stage, total=total, count=count)
+        self.progress.update(self.task, description=stage, completed=done, total=total, count=count)
 
 
 def done_line(result: Any) -> str:

@@ -82,6 +82,20 @@ def test_the_progress_bar_shows_the_epoch_under_way_and_the_latest_losses() -> N
     reporter.close()
 
 
+def test_long_commands_show_their_stage_on_a_terminal_only() -> None:
+    shown = io.StringIO()
+    with ui.StageProgress(Console(file=shown, force_terminal=True, width=120)) as progress:
+        progress("generating", 500, 1000)
+    assert "generating" in shown.getvalue() and "500/1,000" in shown.getvalue()
+    for console, quiet in (
+        (Console(file=io.StringIO()), False),
+        (Console(force_terminal=True), True),
+    ):
+        with ui.StageProgress(console, quiet) as progress:
+            progress("generating", 1, 2)
+        assert progress.progress is None  # a pipe, a file or --quiet: nothing drawn
+
+
 def test_quiet_prints_nothing(tmp_path: Path) -> None:
     result = invoke("train", "--preset", "gan-mnist", *TINY, "--out", str(tmp_path), "--quiet")
     assert result.exit_code == 0 and result.output == ""

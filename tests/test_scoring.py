@@ -162,3 +162,23 @@ def test_a_drop_in_coverage_is_a_warning() -> None:
     assert monitor.after_eval({"epoch": 2, "coverage": 10}, 10) is None
     warning = monitor.after_eval({"epoch": 3, "coverage": 7}, 10)
     assert warning is not None and "7/10 classes, down from 10" in warning
+
+
+def test_evaluate_tells_each_stage_and_counts_the_samples(trained_runs: dict[str, Path]) -> None:
+    from gancli.engine.runs import RunDir
+    from gancli.engine.sampling import load_generator
+    from gancli.engine.scoring import EvalRequest, evaluate
+
+    heard: list[tuple[str, int, int | None]] = []
+    trained = load_generator(RunDir(trained_runs["cgan"]).last_checkpoint, CPU)
+    evaluate(trained, EvalRequest(n=300, floor=True), progress=lambda *a: heard.append(a))
+    stages = list(dict.fromkeys(stage for stage, _, _ in heard))
+    assert stages == [
+        "loading the evaluator and the real images",
+        "embedding the held-out real images",
+        "generating",
+        "scoring the samples",
+        "scoring real training images (the floor)",
+    ]
+    counts = [done for stage, done, total in heard if stage == "generating" and total == 300]
+    assert counts == sorted(counts) and counts[-1] == 300

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,17 +251,26 @@ def check_request(trained: TrainedGenerator, request: SampleRequest) -> None:
         raise ConfigError("--class: this model is unconditional; it cannot generate a chosen class")
 
 
+#: Told what a long command is doing: (stage, done, total or None when it cannot be counted).
+StageReport = Callable[[str, int, int | None], None]
+
+
 def sample_batches(
-    trained: TrainedGenerator, request: SampleRequest
+    trained: TrainedGenerator, request: SampleRequest, progress: StageReport | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a chunk of noise at a time, so
-    memory stays bounded whatever n is. The request is checked at once, not on first use."""
+    memory stays bounded whatever n is. The request is checked at once, not on first use.
+    `progress` hears of every chunk generated."""
     check_request(trained, request)
-    return _batches(trained, request)
+    return _batches(trained, request, progress or _silent)
+
+
+def _silent(stage: str, done: int, total: int | None) -> None:
+    pass
 
 
 def _batches(
-    trained: TrainedGenerator, request: SampleRequest
+    trained: TrainedGenerator, request: SampleRequest, progress: StageReport
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     z_dim = trained.config.model.z_dim
     batch_size = min(request.batch_size, NOISE_CHUNK)  # a chunk is the most held at once
@@ -274,7 +283,9 @@ def _batches(
             model_labels = draw(trained.cluster_prior, len(z), gen)
         else:
             model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
-        yield generate(trained.model, z, model_labels, batch_size), chunk_labels
+        images = generate(trained.model, z, model_labels, batch_size)
+        progress("generating", offset, request.n)
+        yield images, chunk_labels
 
 
 def default_nrow(request: SampleRequest) -> int:
@@ -358,6 +369,7 @@ def write_samples(
     nrow: int | None = None,
     force: bool = False,
     default_dir: Path = Path("generated"),
+    progress: StageReport | None = None,
 ) -> dict[str, object]:
     """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder.
 
@@ -369,26 +381,31 @@ def write_samples(
     placeholder = default_dir / "sample-NNN.png"
     check_output(trained, request, out or placeholder, nrow, force or out is None)
     if out is not None:
-        return _write(trained, request, out, nrow, force)
+        return _write(trained, request, out, nrow, force, progress)
     claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder
     try:
-        return _write(trained, request, claimed, nrow, replace=True)
+        return _write(trained, request, claimed, nrow, True, progress)
     except BaseException:  # failed or interrupted: give the name back
         claimed.unlink(missing_ok=True)
         raise
 
 
 def _write(
-    trained: TrainedGenerator, request: SampleRequest, out: Path, nrow: int | None, replace: bool
+    trained: TrainedGenerator,
+    request: SampleRequest,
+    out: Path,
+    nrow: int | None,
+    replace: bool,
+    progress: StageReport | None,
 ) -> dict[str, object]:
     kind = output_kind(out)
     if kind == "folder":
-        written, removed = _write_folder(trained, request, out, replace)
+        written, removed = _write_folder(trained, request, out, replace, progress)
         return {"out": str(out), "kind": kind, "images": written, "removed": removed}
     images_all = np.empty((request.n, *trained.image_shape), dtype=np.uint8)
     labels_all = np.empty(request.n, dtype=np.int64)
     written = 0
-    for images, labels in sample_batches(trained, request):
+    for images, labels in sample_batches(trained, request, progress):
         images_all[written : written + len(images)] = images.numpy()
         labels_all[written : written + len(labels)] = labels.numpy()
         written += len(images)
@@ -403,13 +420,17 @@ def _write(
 
 
 def _write_folder(
-    trained: TrainedGenerator, request: SampleRequest, out: Path, replace: bool
+    trained: TrainedGenerator,
+    request: SampleRequest,
+    out: Path,
+    replace: bool,
+    progress: StageReport | None,
 ) -> tuple[int, int]:
     """One PNG per image, each through a temporary name (a kill never leaves half an image
     under a final name); with `replace`, gancli's own names left from an earlier, larger
     sample are removed afterwards. Returns (written, removed)."""
     names: set[str] = set()
-    for images, labels in sample_batches(trained, request):
+    for images, labels in sample_batches(trained, request, progress):
         for image, label in zip(images, labels.tolist(), strict=True):
             name = f"{len(names):06d}" + (
                 f"_{_safe(trained.class_names[label])}" if label >= 0 else ""

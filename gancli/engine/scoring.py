@@ -38,7 +38,7 @@ from gancli.engine.files import atomic_write, keep_aside
 from gancli.engine.limits import check_memory
 from gancli.engine.records import read_evaluations
 from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock
-from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
+from gancli.engine.sampling import SampleRequest, StageReport, TrainedGenerator, sample_batches
 
 EXTRACTORS = ("evaluator", "inception")
 CONFIDENT = 0.9  # class probability above which the evaluator reads an image clearly
@@ -191,12 +191,16 @@ def evaluation_memory(request: EvalRequest, image_shape: tuple[int, int, int]) -
 
 
 def generated_images(
-    trained: TrainedGenerator, n: int, seed: int, batch_size: int = 500
+    trained: TrainedGenerator,
+    n: int,
+    seed: int,
+    batch_size: int = 500,
+    progress: StageReport | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n uint8 samples; for a conditional model the classes in equal blocks, and those labels."""
     classes = tuple(range(len(trained.class_names))) if trained.conditional else ()
     request = SampleRequest(n=n, labels=classes, seed=seed, batch_size=batch_size)
-    images, labels = zip(*sample_batches(trained, request), strict=True)
+    images, labels = zip(*sample_batches(trained, request, progress), strict=True)
     return torch.cat(images), torch.cat(labels) if classes else None
 
 
@@ -205,9 +209,12 @@ def evaluate(
     request: EvalRequest,
     data_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    progress: StageReport | None = None,
 ) -> EvalReport:
-    """Score a trained generator (and the real-data floor) with n samples."""
+    """Score a trained generator (and the real-data floor) with n samples; `progress`
+    hears of each stage as it starts, and of each chunk of samples generated."""
     check_request(request)
+    stage = progress or (lambda *args: None)
     check_memory(
         evaluation_memory(request, trained.image_shape),
         f"-n {request.n:,}: scoring {request.n:,} samples",
@@ -216,11 +223,14 @@ def evaluate(
     )
     clock = time.perf_counter()
     device = trained.device
+    stage("loading the evaluator and the real images", 0, None)
     evaluator = load_evaluator(trained.config.data, data_dir, device, log)
     train, heldout = evaluation_splits(trained.config.data, data_dir)
     extractor = InceptionExtractor(device) if request.extractor == "inception" else None
+    stage("embedding the held-out real images", 0, None)
     scorer = Scorer(evaluator, heldout, extractor, request.n)
-    images, asked = generated_images(trained, request.n, request.seed, request.batch_size)
+    images, asked = generated_images(trained, request.n, request.seed, request.batch_size, progress)
+    stage("scoring the samples", 0, None)
     report = EvalReport(
         checkpoint=str(trained.checkpoint),
         epoch=trained.epoch,
@@ -237,6 +247,7 @@ def evaluate(
         model=scorer.score(images, asked, seed=request.seed),
     )
     if request.floor:
+        stage("scoring real training images (the floor)", 0, None)
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(request.seed))
         pick = pick[: request.n]
         reals, labels = train.images[pick].cpu(), train.labels[pick].cpu()
