@@ -266,7 +266,7 @@ def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> No
 @app.command(
     epilog="Examples:  gancli sample --digit 7 -n 64  |  "
     "gancli sample runs/cgan-mnist-001 --class all -n 10000 --out s.npz  |  "
-    "gancli sample --out pictures/ -n 16 --truncation 1.5"
+    "gancli sample --out pictures/ -n 16 --truncation 1.5  |  gancli sample -n 16 --scale 4"
 )
 def sample(
     path: Annotated[
@@ -302,6 +302,15 @@ def sample(
         float | None, typer.Option(min=0.01, help="Redraw noise entries with |z| > T.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
+    scale: Annotated[
+        int,
+        typer.Option(
+            "--scale",
+            metavar="K",
+            help="Enlarge each pixel of a .png grid or a folder's PNGs to K x K, K from 1 to "
+            "16 (nearest neighbour); a .npz keeps the images as generated.",
+        ),
+    ] = 1,
     device: DeviceOpt = "auto",
     runs: RunsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
@@ -311,15 +320,22 @@ def sample(
     """Generate images from a trained run, without retraining."""
     from gancli.engine.runs import GENERATED, resolve_checkpoint, runs_root
     from gancli.engine.runtime import use_device
-    from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
+    from gancli.engine.sampling import (
+        SampleRequest,
+        check_scale_factor,
+        load_generator,
+        parse_labels,
+        write_samples,
+    )
 
     with cli_errors():
+        check_scale_factor(scale)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
         trained = load_generator(checkpoint, use_device(device), ema)
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
         default_dir = (run.path if run else Path.cwd()) / GENERATED
-        result = write_samples(trained, request, out, nrow, force, default_dir)
+        result = write_samples(trained, request, out, nrow, force, default_dir, scale)
         classes = [trained.class_names[i] for i in labels]
         result.update(
             checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
@@ -327,13 +343,15 @@ def sample(
         )  # fmt: skip
         what = f" of class {', '.join(classes)}" if labels else ""
         removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
-        line = f"wrote {result['images']} images{what} to {result['out']}{removed}"
+        unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
+        line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
         _emit(result, json_out, quiet, line)
 
 
 @app.command(
     epilog="Examples:  gancli animate runs/dcgan-mnist-001  |  "
-    "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif"
+    "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif  |  "
+    "gancli animate runs/dcgan-mnist-001 --scale 3 --out big.gif"
 )
 def animate(
     path: Annotated[
@@ -359,6 +377,14 @@ def animate(
         typer.Option("--across-classes", help="With --interpolate: walk across classes, fixed z."),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
+    scale: Annotated[
+        int,
+        typer.Option(
+            "--scale",
+            metavar="K",
+            help="Enlarge each pixel of every frame to K x K, K from 1 to 16 (nearest neighbour).",
+        ),
+    ] = 1,
     runs: RunsOpt = None,
     force: Annotated[
         bool,
@@ -375,20 +401,21 @@ def animate(
         write_progress,
     )
     from gancli.engine.runs import RunDir, latest_run, runs_root
-    from gancli.engine.sampling import load_generator
+    from gancli.engine.sampling import check_scale_factor, load_generator
 
     replace = force or out is None  # the run's own progress.gif / interpolation.gif
     with cli_errors():
+        check_scale_factor(scale)
         run = RunDir.open(path) if path else latest_run(runs_root(runs))
         if interpolate or across_classes:
             target = out or run.path / "interpolation.gif"
             check_animation(target, loop, 0, replace)
             trained = load_generator(run.newest_checkpoint()[0])
             frames = latent_walk(trained, seed=seed, across_classes=across_classes)
-            write_animation(frames, target, fps or 12.0, loop, hold_last=0, replace=replace)
-            result: dict[str, Any] = {"out": str(target), "frames": len(frames)}
+            write_animation(frames, target, fps or 12.0, loop, 0, replace, scale)
+            result: dict[str, Any] = {"out": str(target), "frames": len(frames), "scale": scale}
         else:
-            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace)
+            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace, scale)
         _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
 
 
