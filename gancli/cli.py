@@ -444,6 +444,42 @@ def inspect(
             ui.render_report(report, ui.make_console(False))
 
 
+@app.command(
+    epilog="Examples:  gancli report runs/dcgan-mnist-001  |  "
+    "gancli report runs/cgan-mnist-001 --out ~/cgan.html --force  |  gancli report --json"
+)
+def report(
+    path: Annotated[
+        str | None, typer.Argument(help="Run directory (default: the latest run).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The .html file to write (default: RUN/report.html)."),
+    ] = None,
+    runs: RunsOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing --out (RUN/report.html always is)."),
+    ] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a self-contained HTML page about a run: grids, curves, evaluation, warnings."""
+    from gancli.engine.limits import human_bytes
+    from gancli.engine.report import open_run_for_report, write_report
+    from gancli.engine.runs import latest_run, runs_root
+
+    with cli_errors():
+        run = open_run_for_report(path) if path else latest_run(runs_root(runs))
+        result = write_report(run, out, force)
+        shown, total = result["grids"], result["grids_total"]
+        grids = f"{shown} of {total}" if shown != total else f"{total}"
+        problems = result["problems"]
+        noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
+        line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
+        _emit(result, json_out, quiet, line)
+
+
 @app.command(epilog="Example:  gancli presets --json")
 def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """List the shipped presets with their one-line descriptions."""

@@ -1,7 +1,9 @@
-"""The loss curves of losses.png and their epoch marks."""
+"""The loss curves: losses.png, the report's inline SVG and the epoch marks they share."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gancli.engine import plots
-from gancli.engine.plots import epoch_marks, plot_losses
+from gancli.engine.plots import epoch_marks, loss_charts, nice_ticks, plot_losses
 
 
 def records(epochs: int, steps_per_epoch: int = 8, log_every: int = 2) -> list[dict[str, Any]]:
@@ -94,3 +96,23 @@ def test_plot_losses_titles_and_marks_the_figure(
     assert seen["ylabels"][:2] == ["loss", "discriminator output"]
     assert seen["vlines"] == 3 * 2  # each epoch end, on both panels
     assert ["1", "2", "3"] in seen["ticks"]
+
+
+def test_loss_charts_are_inline_svg_with_the_epoch_ends() -> None:
+    log = records(3)
+    log[1]["loss_d"] = math.nan  # a non-finite value is left out, not drawn as "nan"
+    charts = loss_charts(log)
+    assert len(charts) == 2
+    for chart in charts:
+        assert chart.startswith('<svg class="chart"') and chart.endswith("</svg>")
+        assert chart.count("<polyline") == 2 and "nan" not in chart.lower()
+        assert chart.count('stroke-dasharray="3 3"') == 3
+        assert re.findall(r">(\d)</text>", chart)[-3:] == ["1", "2", "3"]
+    assert loss_charts([]) == []
+
+
+def test_nice_ticks() -> None:
+    assert nice_ticks(0, 24) == [0, 5, 10, 15, 20]
+    assert nice_ticks(0.55, 0.85) == [0.6, 0.7, 0.8]
+    assert nice_ticks(-1, 1) == [-1, -0.5, 0, 0.5, 1]
+    assert nice_ticks(1, 1) == [] and nice_ticks(0, math.inf) == []
