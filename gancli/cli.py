@@ -381,6 +381,7 @@ def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> No
         "gancli sample --digit 7 -n 64",
         "gancli sample runs/cgan-mnist-001 --class all -n 10000 --out s.npz",
         "gancli sample --out pictures/ -n 16 --truncation 1.5",
+        "gancli sample -n 16 --scale 4",
     )
 )
 def sample(
@@ -422,6 +423,16 @@ def sample(
     nrow: Annotated[
         int | None, typer.Option(min=1, help="Images per grid row.", rich_help_panel=OUTPUT)
     ] = None,
+    scale: Annotated[
+        int,
+        typer.Option(
+            "--scale",
+            metavar="K",
+            rich_help_panel=OUTPUT,
+            help="Enlarge each pixel of a .png grid or a folder's PNGs to K x K, K from 1 to "
+            "16 (nearest neighbour); a .npz keeps the images as generated.",
+        ),
+    ] = 1,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --out.", rich_help_panel=OUTPUT)
     ] = False,
@@ -436,16 +447,23 @@ def sample(
     """Generate images from a trained run, without retraining."""
     from gancli.engine.runs import GENERATED, resolve_checkpoint, runs_root
     from gancli.engine.runtime import use_device
-    from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, write_samples
+    from gancli.engine.sampling import (
+        SampleRequest,
+        check_scale_factor,
+        load_generator,
+        parse_labels,
+        write_samples,
+    )
 
     with cli_errors():
+        check_scale_factor(scale)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
         trained = load_generator(checkpoint, use_device(device), ema)
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
         default_dir = (run.path if run else Path.cwd()) / GENERATED
         with ui.StageProgress(ui.make_console(json_out), quiet) as progress:
-            result = write_samples(trained, request, out, nrow, force, default_dir, progress)
+            result = write_samples(trained, request, out, nrow, force, default_dir, scale, progress)
         classes = [trained.class_names[i] for i in labels]
         result.update(
             checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
@@ -453,7 +471,8 @@ def sample(
         )  # fmt: skip
         what = f" of class {', '.join(classes)}" if labels else ""
         removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
-        line = f"wrote {result['images']} images{what} to {result['out']}{removed}"
+        unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
+        line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
         _emit(result, json_out, quiet, line)
 
 
@@ -461,6 +480,7 @@ def sample(
     epilog=examples(
         "gancli animate runs/dcgan-mnist-001",
         "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif",
+        "gancli animate runs/dcgan-mnist-001 --scale 3 --out big.gif",
     )
 )
 def animate(
@@ -497,6 +517,15 @@ def animate(
         typer.Option("--across-classes", help="With --interpolate: walk across classes, fixed z."),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
+    scale: Annotated[
+        int,
+        typer.Option(
+            "--scale",
+            metavar="K",
+            rich_help_panel=OUTPUT,
+            help="Enlarge each pixel of every frame to K x K, K from 1 to 16 (nearest neighbour).",
+        ),
+    ] = 1,
     runs: RunsOpt = None,
     force: Annotated[
         bool,
@@ -517,20 +546,21 @@ def animate(
         write_progress,
     )
     from gancli.engine.runs import RunDir, latest_run, runs_root
-    from gancli.engine.sampling import load_generator
+    from gancli.engine.sampling import check_scale_factor, load_generator
 
     replace = force or out is None  # the run's own progress.gif / interpolation.gif
     with cli_errors():
+        check_scale_factor(scale)
         run = RunDir.open(path) if path else latest_run(runs_root(runs))
         if interpolate or across_classes:
             target = out or run.path / "interpolation.gif"
             check_animation(target, loop, 0, replace)
             trained = load_generator(run.newest_checkpoint()[0])
             frames = latent_walk(trained, seed=seed, across_classes=across_classes)
-            write_animation(frames, target, fps or 12.0, loop, hold_last=0, replace=replace)
-            result: dict[str, Any] = {"out": str(target), "frames": len(frames)}
+            write_animation(frames, target, fps or 12.0, loop, 0, replace, scale)
+            result: dict[str, Any] = {"out": str(target), "frames": len(frames), "scale": scale}
         else:
-            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace)
+            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace, scale)
         _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
 
 
@@ -565,6 +595,59 @@ def inspect(
             ui.print_json(report.to_dict())
         elif not quiet:
             ui.render_report(report, ui.make_console(False))
+
+
+@app.command(
+    epilog=examples(
+        "gancli report runs/dcgan-mnist-001",
+        "gancli report runs/cgan-mnist-001 --out ~/cgan.html --force",
+        "gancli report --json",
+    )
+)
+def report(
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RUN",
+            help="Run directory (default: the latest run).",
+            autocompletion=completion.runs,
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            rich_help_panel=OUTPUT,
+            help="The .html file to write (default: RUN/report.html).",
+        ),
+    ] = None,
+    runs: RunsOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            rich_help_panel=OUTPUT,
+            help="Replace an existing --out (RUN/report.html always is).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a self-contained HTML page about a run: grids, curves, evaluation, warnings."""
+    from gancli.engine.limits import human_bytes
+    from gancli.engine.report import open_run_for_report, write_report
+    from gancli.engine.runs import latest_run, runs_root
+
+    with cli_errors():
+        run = open_run_for_report(path) if path else latest_run(runs_root(runs))
+        result = write_report(run, out, force)
+        shown, total = result["grids"], result["grids_total"]
+        grids = f"{shown} of {total}" if shown != total else f"{total}"
+        problems = result["problems"]
+        noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
+        line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
+        _emit(result, json_out, quiet, line)
 
 
 @app.command(epilog=examples("gancli presets", "gancli presets --json"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -27,11 +28,12 @@ from rich.progress import (
 )
 
 from gancli.engine.errors import StorageError
+from gancli.engine.records import evaluation_rows
 
 if TYPE_CHECKING:  # the engine's modules load PyTorch: only their types are needed here
     from gancli.engine.inspection import InspectReport, Network
     from gancli.engine.inspection import Progress as RunProgress
-    from gancli.engine.scoring import EvalReport, Scores
+    from gancli.engine.scoring import EvalReport
 
 
 class LenientStream(io.TextIOBase):
@@ -503,35 +505,8 @@ def render_report(report: InspectReport, console: Console) -> None:
 
 def _evaluation_rows(report: EvalReport) -> list[tuple[str, str, str]]:
     """(metric, model, real floor) rows of an evaluation report."""
-    classes = len(report.class_names)
-
-    def cell(scores: Scores | None, key: str) -> str:
-        value = getattr(scores, key, None)
-        if value is None or scores is None:
-            return "-"
-        if key == "kid":
-            return f"{1000 * value:.2f} ± {1000 * (scores.kid_std or 0):.2f}"
-        if key == "inception_score":
-            return f"{value:.2f} ± {scores.inception_score_std or 0:.2f}"
-        if key == "coverage":
-            return f"{value}/{classes}"
-        if key in ("precision", "recall", "confident", "accuracy"):
-            return f"{100 * value:.1f}%"
-        return f"{value:.3f}"
-
-    labels = {
-        "fid": "FID",
-        "kid": "KID x 1000",
-        "inception_score": "IS (class score)",
-        "precision": "precision",
-        "recall": "recall",
-        "coverage": "classes covered",
-        "confident": "read clearly (p >= 0.9)",
-        "accuracy": "class accuracy",
-    }
-    return [
-        (label, cell(report.model, key), cell(report.floor, key)) for key, label in labels.items()
-    ]
+    floor = dataclasses.asdict(report.floor) if report.floor is not None else None
+    return evaluation_rows(dataclasses.asdict(report.model), floor, len(report.class_names))
 
 
 def render_evaluation(report: EvalReport, console: Console) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from PIL import Image, ImageSequence
 from typer.testing import CliRunner
 
 from gancli.cli import app
-from gancli.engine.animation import CAPTION_HEIGHT, slerp
+from gancli.engine import animation
+from gancli.engine.animation import CAPTION_HEIGHT, scale_frames, slerp
+from gancli.engine.errors import ConfigError
 
 runner = CliRunner()
 
@@ -94,8 +97,48 @@ def test_mp4_needs_the_plugin(
     )
     result = invoke("animate", trained_runs["cgan"], "--out", tmp_path / "p.mp4")
     assert result.exit_code == 2
-    assert "MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg" in result.output
+    assert "MP4 needs imageio and imageio-ffmpeg (imageio-ffmpeg not installed)" in result.output
+    assert "pip install 'gancli[video]'" in result.output
     assert not (tmp_path / "p.mp4").exists()
+
+
+def test_mp4_without_imageio_is_one_line_before_any_frame(
+    trained_runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "imageio", None)  # `import imageio` now fails
+    monkeypatch.setattr(animation, "latent_walk", lambda *a, **k: pytest.fail("walked first"))
+    out = tmp_path / "walk.mp4"
+    result = invoke("animate", trained_runs["cgan"], "--interpolate", "--out", out)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "error: MP4 needs imageio and imageio-ffmpeg (imageio not installed): "
+        "pip install 'gancli[video]'; a .gif needs nothing more"
+    ]
+    assert not out.exists()
+
+
+def test_animate_scale(trained_runs: dict[str, Path], tmp_path: Path) -> None:
+    plain, big = tmp_path / "plain.gif", tmp_path / "big.gif"
+    assert invoke("animate", trained_runs["cgan"], "--out", plain).exit_code == 0
+    result = invoke("animate", trained_runs["cgan"], "--out", big, "--scale", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["scale"] == 2
+    small, large = frames_of(plain), frames_of(big)
+    assert len(small) == len(large) == 3
+    for a, b in zip(small, large, strict=True):
+        assert b.size == (2 * a.width, 2 * a.height)
+        a_rgb = a.convert("RGB").resize(b.size, Image.Resampling.NEAREST)
+        assert a_rgb.tobytes() == b.convert("RGB").tobytes()
+    bad = invoke("animate", trained_runs["cgan"], "--out", tmp_path / "x.gif", "--scale", "17")
+    assert bad.exit_code == 2 and "--scale 17: use a whole number from 1 to 16" in bad.output
+
+
+def test_scale_frames_refuses_what_cannot_be_read_back(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="megapixels"):
+        scale_frames([Image.new("L", (5000, 5000))], 16, tmp_path / "a.gif")
+    with pytest.raises(ConfigError, match="a GIF allows at most 65,535 px a side"):
+        scale_frames([Image.new("L", (5000, 10))], 14, tmp_path / "a.gif")
 
 
 def test_animate_errors(tmp_path: Path, trained_runs: dict[str, Path]) -> None:

@@ -142,6 +142,9 @@ def test_every_field_has_help() -> None:
         ("=3", "expected section.key=value"),
         ("training.epochs=[1, 2]", "expected a single value"),
         ("data.limit=0", "data.limit: must be >= 1"),
+        ("training.grid_scale=0", "training.grid_scale: must be >= 1"),
+        ("training.grid_scale=17", "training.grid_scale: must be <= 16"),
+        ("training.grid_scale=1.5", "training.grid_scale: expected a whole number"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:
@@ -252,3 +255,8 @@ def test_any_override_text_gives_a_config_or_one_config_error(text: str) -> None
         load_config(None, [text])
     except ConfigError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+def test_grid_scale_defaults_to_today_s_grids() -> None:
+    assert load_config(None).training.grid_scale == 1
+    assert load_config(None, ["training.grid_scale=4"]).training.grid_scale == 4

@@ -206,3 +206,37 @@ def test_truncation_flag(trained_runs: dict[str, Path], tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "t.npz")["images"].shape == (16, 1, 28, 28)
+
+
+def test_scale_enlarges_png_grids_and_folder_images_not_npz(
+    trained_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = trained_runs["cgan"]
+    plain, big = tmp_path / "plain.png", tmp_path / "big.png"
+    assert invoke("sample", run, "-n", "20", "-c", "0-1", "--out", plain).exit_code == 0
+    result = invoke("sample", run, "-n", "20", "-c", "0-1", "--out", big, "--scale", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["scale"] == 3
+    with Image.open(plain) as small, Image.open(big) as large:
+        assert large.size == (3 * small.width, 3 * small.height)
+        assert small.resize(large.size, Image.Resampling.NEAREST).tobytes() == large.tobytes()
+    folder = tmp_path / "pictures"
+    assert invoke("sample", run, "-n", "4", "--out", folder, "--scale", "2").exit_code == 0
+    sizes = {Image.open(p).size for p in folder.glob("*.png")}
+    assert sizes == {(56, 56)} and len(list(folder.glob("*.png"))) == 4
+    npz = invoke("sample", run, "-n", "4", "--out", tmp_path / "s.npz", "--scale", "4")
+    assert npz.exit_code == 0 and "(a .npz is not scaled)" in npz.output
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 1, 28, 28)
+
+
+def test_scale_refusals(trained_runs: dict[str, Path], tmp_path: Path) -> None:
+    run = trained_runs["cgan"]
+    out = tmp_path / "x.png"
+    for bad in ("0", "17"):
+        one_error_line(
+            invoke("sample", run, "--scale", bad, "--out", out), "use a whole number from 1 to 16"
+        )
+    huge = invoke("sample", run, "-n", "20000", "--scale", "16", "--out", out)
+    one_error_line(huge, "--scale 16: the grid would be")
+    assert "megapixels" in huge.output
+    assert not out.exists()

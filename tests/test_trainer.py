@@ -345,3 +345,33 @@ def test_listeners_hear_every_log_line_epoch_and_the_end(tmp_path: Path, data_di
         ("log", 4), ("log", 8), ("log", 10), ("epoch", 1),
         ("log", 12), ("log", 16), ("log", 20), ("epoch", 2), ("end", 0),
     ]  # fmt: skip
+
+
+def test_grid_scale_enlarges_the_grids_and_reals(tmp_path: Path, data_dir: Path) -> None:
+    trainer = new_trainer(
+        tmp_path, "gan-mnist", data_dir, "training.grid_scale=2", **{"data.limit": 64}
+    )
+    run = Path(trainer.fit().run_dir)
+    side = 2 * (8 * (28 + 2) + 2)  # 64 images, 8 a row, each pixel drawn 2 x 2
+    for name in ("reals.png", "samples/epoch_0001.png"):
+        with Image.open(run / name) as image:
+            assert image.size == (side, side), name
+            block = image.crop((2 * 2, 2 * 2, 2 * 30, 2 * 30))  # the first image
+            assert (
+                block.resize((28, 28), Image.Resampling.NEAREST)
+                .resize(block.size, Image.Resampling.NEAREST)
+                .tobytes()
+                == block.tobytes()
+            )  # 2 x 2 blocks of one value
+
+
+def test_grid_scale_too_large_is_refused_before_training(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        new_trainer(
+            tmp_path, "gan-mnist", data_dir, "training.grid_size=1024",
+            "training.grid_scale=16", **{"data.limit": 64},
+        )  # fmt: skip
+    message = str(info.value)
+    assert message.startswith("training.grid_scale 16: each epoch grid would be 15,392 x 15,392")
+    assert "megapixels" in message
+    assert not any((tmp_path / "runs").glob("*"))  # no run folder left behind

@@ -19,8 +19,16 @@ from PIL import Image, ImageDraw, ImageFont
 from gancli.engine.clusters import draw
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.files import atomic_write, check_target, check_writable
+from gancli.engine.limits import check_memory
 from gancli.engine.runs import RunDir
-from gancli.engine.sampling import TrainedGenerator, generate, grid_image, noise_chunks
+from gancli.engine.sampling import (
+    TrainedGenerator,
+    check_scale,
+    generate,
+    grid_image,
+    noise_chunks,
+    upscale,
+)
 
 CAPTION_HEIGHT = 14
 
@@ -48,6 +56,9 @@ def epoch_grids(run: RunDir, every: int = 1) -> list[tuple[int, Path]]:
 
 GIF_FRAME_MAX = 655.35  # seconds: a GIF frame's delay is 16 bits of centiseconds
 GIF_LOOPS_MAX = 65535
+GIF_SIDE_MAX = 65535  # pixels: a GIF stores each side in 16 bits
+# The `video` extra, module -> package: not installed with gancli, for GIFs need neither.
+VIDEO_MODULES = {"imageio": "imageio", "imageio_ffmpeg": "imageio-ffmpeg"}
 
 
 def check_animation(out: Path, loop: int = 0, hold_last: float = 0.0, replace: bool = True) -> None:
@@ -63,7 +74,46 @@ def check_animation(out: Path, loop: int = 0, hold_last: float = 0.0, replace: b
         raise ConfigError(f"--loop {loop}: at most {GIF_LOOPS_MAX} (0 loops forever)")
     if hold_last > GIF_FRAME_MAX - 1:
         raise ConfigError(f"--hold-last {hold_last:g}: at most {GIF_FRAME_MAX - 1:g} seconds")
+    if out.suffix.lower() == ".mp4":
+        check_video_support()
     check_writable(out.parent, "--out")
+
+
+def check_video_support() -> None:
+    """ConfigError naming what to install when MP4 cannot be written: imageio and its
+    ffmpeg plugin are an extra, since a GIF (Pillow) is what most runs need."""
+    missing = [
+        package
+        for module, package in VIDEO_MODULES.items()
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"MP4 needs imageio and imageio-ffmpeg ({', '.join(missing)} not installed): "
+            "pip install 'gancli[video]'; a .gif needs nothing more"
+        )
+
+
+def scale_frames(frames: list[Image.Image], scale: int, out: Path) -> list[Image.Image]:
+    """The frames enlarged `scale` times (nearest neighbour), refused with the size it would
+    take when a frame would be too large to read back or all of them too large to hold."""
+    width, height = max(f.width for f in frames), max(f.height for f in frames)
+    pixels = check_scale(scale, width, height, "each frame")
+    if scale == 1:
+        return frames
+    if out.suffix.lower() == ".gif" and max(width, height) * scale > GIF_SIDE_MAX:
+        raise ConfigError(
+            f"--scale {scale}: a frame would be {width * scale:,} x {height * scale:,} px; "
+            f"a GIF allows at most {GIF_SIDE_MAX:,} px a side; lower --scale"
+        )
+    # Every frame is held as RGB until the file is written, and the GIF encoder keeps a
+    # palette copy of each: about 4 bytes a pixel.
+    check_memory(
+        4 * pixels * len(frames),
+        f"--scale {scale}: {len(frames)} frames of {width * scale:,} x {height * scale:,} px",
+        "lower --scale, or use fewer frames (--every)",
+    )
+    return [upscale(frame, scale) for frame in frames]
 
 
 def write_animation(
@@ -73,12 +123,15 @@ def write_animation(
     loop: int = 0,
     hold_last: float = 2.0,
     replace: bool = True,
+    scale: int = 1,
 ) -> None:
-    """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer.
-    With `replace=False` an existing `out` is never replaced (ConfigError)."""
+    """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer,
+    every frame enlarged `scale` times. With `replace=False` an existing `out` is never
+    replaced (ConfigError)."""
     if not frames:
         raise ConfigError("nothing to animate: no frames")
     check_animation(out, loop, hold_last, replace)
+    frames = scale_frames(frames, scale, out)
     with atomic_write(out, replace=replace) as tmp:
         if out.suffix.lower() == ".gif":
             frame_ms = max(20, round(1000 / fps))
@@ -91,11 +144,7 @@ def write_animation(
 
 
 def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: float) -> None:
-    if importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise ConfigError(
-            "MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg "
-            "(or 'gancli[video]'); a .gif needs nothing more"
-        )
+    check_video_support()
     import imageio.v2 as imageio
     import numpy as np
 
@@ -117,16 +166,23 @@ def write_progress(
     loop: int = 0,
     hold_last: float = 2.0,
     replace: bool = True,
+    scale: int = 1,
 ) -> dict[str, object]:
-    """The run's epoch grids as one animation with 'epoch N' on each frame."""
+    """The run's epoch grids as one animation with 'epoch N' on each frame, enlarged
+    `scale` times (the caption with them, so it stays legible)."""
     target = out or run.progress_gif
     check_animation(target, loop, hold_last, replace)
     grids = epoch_grids(run, every)
     if not grids:
         raise ConfigError(f"{run.path} has no samples/epoch_*.png grids yet")
     frames = [caption(read_grid(path), f"epoch {epoch}") for epoch, path in grids]
-    write_animation(frames, target, fps, loop, hold_last, replace)
-    return {"out": str(target), "frames": len(frames), "epochs": [e for e, _ in grids]}
+    write_animation(frames, target, fps, loop, hold_last, replace, scale)
+    return {
+        "out": str(target),
+        "frames": len(frames),
+        "epochs": [e for e, _ in grids],
+        "scale": scale,
+    }
 
 
 def read_grid(path: Path) -> Image.Image:

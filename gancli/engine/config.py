@@ -144,6 +144,9 @@ class TrainingConfig:
     log_every: int = option(50, "G steps between lines in metrics.jsonl", ge=1, le=1_000_000)
     save_every: int = option(0, "epochs between kept checkpoints; 0 keeps only last.pt", ge=0)
     grid_size: int = option(64, "images in each epoch's grid (unconditional)", ge=1, le=1024)
+    grid_scale: int = option(
+        1, "each epoch grid and reals.png enlarged this many times, nearest neighbour", ge=1, le=16
+    )
     eval_every: int = option(
         0, "epochs between FID and class-coverage checks in metrics.jsonl; 0: none", ge=0
     )

@@ -80,13 +80,14 @@ class Listener:
 
 class SampleGrids(Listener):
     """samples/epoch_NNNN.png: the epoch's samples of the fixed noise, one row per class
-    for conditional models."""
+    for conditional models, enlarged `scale` times (training.grid_scale)."""
 
-    def __init__(self, run: RunDir, nrow: int, row_labels: list[str] | None):
-        self.run, self.nrow, self.row_labels = run, nrow, row_labels
+    def __init__(self, run: RunDir, nrow: int, row_labels: list[str] | None, scale: int = 1):
+        self.run, self.nrow, self.row_labels, self.scale = run, nrow, row_labels, scale
 
     def on_epoch_end(self, end: EpochEnd) -> None:
-        save_grid(end.samples, self.run.epoch_grid(end.epoch), self.nrow, self.row_labels)
+        path = self.run.epoch_grid(end.epoch)
+        save_grid(end.samples, path, self.nrow, self.row_labels, self.scale)
 
 
 class ProgressEvaluation(Listener):
@@ -139,7 +140,7 @@ class LossPlot(Listener):
         self.run = run
 
     def on_epoch_end(self, end: EpochEnd) -> None:
-        plot_losses(self.run.log.read(), self.run.losses_plot)
+        plot_losses(self.run.log.read(), self.run.losses_plot, self.run.path.name)
 
 
 class ProgressGif(Listener):
@@ -227,7 +228,9 @@ def require_tensorboard() -> None:
 def default_listeners(trainer: Trainer) -> list[Listener]:
     """The outputs of every run, in the order they run at each epoch's end."""
     listeners = [
-        SampleGrids(trainer.run, trainer.grid_nrow, trainer.row_labels),
+        SampleGrids(
+            trainer.run, trainer.grid_nrow, trainer.row_labels, trainer.config.training.grid_scale
+        ),
         ProgressEvaluation(trainer),
         HealthWarnings(trainer.health, trainer.data.num_classes, trainer.warn),
         LossPlot(trainer.run),

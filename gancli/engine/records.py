@@ -10,6 +10,7 @@ record, instead of a traceback wherever a field turns out to be missing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,47 @@ def _number_problem(values: dict[str, Any], keys: tuple[str, ...], required: boo
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"'{key}' is {json.dumps(value)[:40]}, not a number"
     return None
+
+
+EVALUATION_FIGURES = {
+    "fid": "FID",
+    "kid": "KID x 1000",
+    "inception_score": "IS (class score)",
+    "precision": "precision",
+    "recall": "recall",
+    "coverage": "classes covered",
+    "confident": "read clearly (p >= 0.9)",
+    "accuracy": "class accuracy",
+}
+
+
+def evaluation_rows(
+    model: Mapping[str, Any], floor: Mapping[str, Any] | None, classes: int
+) -> list[tuple[str, str, str]]:
+    """(figure, model, real floor) rows, as `gancli evaluate` prints them, from the figures
+    of an eval.json record (or of an evaluation just made); '-' where one was not measured,
+    '?' where a hand-edited record holds something other than a number."""
+
+    def number(scores: Mapping[str, Any], key: str) -> float:
+        value = scores.get(key) or 0
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    def cell(scores: Mapping[str, Any] | None, key: str) -> str:
+        value = scores.get(key) if scores is not None else None
+        if value is None or scores is None:
+            return "-"
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "?"
+        if key == "kid":
+            return f"{1000 * value:.2f} ± {1000 * number(scores, 'kid_std'):.2f}"
+        if key == "inception_score":
+            return f"{value:.2f} ± {number(scores, 'inception_score_std'):.2f}"
+        if key == "coverage":
+            return f"{value}/{classes}"
+        if key in ("precision", "recall", "confident", "accuracy"):
+            return f"{100 * value:.1f}%"
+        return f"{value:.3f}"
+
+    return [
+        (label, cell(model, key), cell(floor, key)) for key, label in EVALUATION_FIGURES.items()
+    ]

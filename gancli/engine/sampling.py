@@ -25,7 +25,7 @@ from gancli.engine.config import Config, ModelConfig, TrainingConfig, config_fro
 from gancli.engine.data import to_uint8
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.files import atomic_write, check_target, check_writable
-from gancli.engine.limits import check_disk, check_memory
+from gancli.engine.limits import check_disk, check_memory, human_bytes
 from gancli.engine.models import build_models
 from gancli.engine.runs import next_free_path
 
@@ -106,10 +106,51 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_grid(
-    images: torch.Tensor, path: Path, nrow: int, row_labels: list[str] | None = None
+    images: torch.Tensor,
+    path: Path,
+    nrow: int,
+    row_labels: list[str] | None = None,
+    scale: int = 1,
 ) -> None:
     with atomic_write(path) as tmp:
-        grid_image(images, nrow, row_labels=row_labels).save(tmp)
+        upscale(grid_image(images, nrow, row_labels=row_labels), scale).save(tmp)
+
+
+SCALE_MAX = 16  # --scale and training.grid_scale: a 28 px digit becomes at most 448 px
+# Pillow's default Image.MAX_IMAGE_PIXELS: above it Pillow warns that an image may be a
+# decompression bomb (and refuses twice as many), in gancli's own animate and report too,
+# so gancli writes nothing larger.
+PIXELS_MAX = 89_478_485
+
+
+def upscale(image: Image.Image, scale: int) -> Image.Image:
+    """Each pixel as a `scale` x `scale` block. A viewer enlarging a 28 px digit smooths it
+    into a blur; a file enlarged by whole numbers, nearest neighbour, stays sharp anywhere."""
+    if scale == 1:
+        return image
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
+def check_scale_factor(scale: int, flag: str = "--scale") -> None:
+    """ConfigError unless `scale` is a whole number from 1 to SCALE_MAX."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= SCALE_MAX:
+        raise ConfigError(f"{flag} {scale!r}: use a whole number from 1 to {SCALE_MAX}")
+
+
+def check_scale(scale: int, width: int, height: int, what: str, flag: str = "--scale") -> int:
+    """ConfigError unless `scale` is a whole number 1..SCALE_MAX and `what`, `width` x
+    `height` px before scaling, stays readable once scaled; the scaled image's pixels
+    otherwise."""
+    check_scale_factor(scale, flag)
+    pixels = width * scale * height * scale
+    if pixels > PIXELS_MAX:
+        raise ConfigError(
+            f"{flag} {scale}: {what} would be {width * scale:,} x {height * scale:,} px "
+            f"({pixels / 1e6:,.0f} megapixels, {human_bytes(pixels)} a channel in memory); "
+            f"Pillow, and so gancli, takes images over {PIXELS_MAX / 1e6:.0f} megapixels "
+            "for decompression bombs; lower the scale or the number of images"
+        )
+    return pixels
 
 
 # --------------------------------------------------------------------------- trained generators
@@ -316,14 +357,17 @@ def check_output(
     out: Path,
     nrow: int | None = None,
     force: bool = False,
+    scale: int = 1,
 ) -> None:
     """Everything that would stop the write, checked before any image is made: the kind of
-    --out, what is already there, and the memory or disk space it needs."""
+    --out, what is already there, the scale, and the memory or disk space it needs."""
     kind = output_kind(out)
     check_request(trained, request)
     check_target(out)
     check_writable(out if kind == "folder" else out.parent, "--out")
     image_bytes = math.prod(trained.image_shape)
+    channels, height, width = trained.image_shape
+    check_scale(scale, width, height, "each image")
     if kind == "folder":
         if os.path.lexists(out) and not out.is_dir():
             raise ConfigError(f"--out {out}: exists and is not a folder")
@@ -332,7 +376,7 @@ def check_output(
                 f"--out {out}: the folder is not empty; pass --force to write into it"
             )
         what = f"-n {request.n:,}: a folder of {request.n:,} PNGs"
-        check_disk(out, request.n, request.n * image_bytes, what, "lower -n")
+        check_disk(out, request.n, request.n * image_bytes * scale**2, what, "lower -n")
         return
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; name a .png or .npz file")
@@ -343,7 +387,9 @@ def check_output(
         width, height = grid_size(request.n, _grid_nrow(request, nrow), trained.image_shape)
         if max(width, height) > PNG_SIDE_MAX:
             raise ConfigError(f"-n {request.n:,}: a grid {width:,} x {height:,} px is too large")
-        needed += 3 * width * height * trained.image_shape[0]  # canvas, PIL copy, labels
+        needed += 3 * width * height * channels  # canvas, PIL copy, labels
+        if scale > 1:  # the scaled copy, beside the grid it is made from
+            needed += check_scale(scale, width, height, "the grid") * channels
     what = f"-n {request.n:,}: a {out.suffix} of {request.n:,} images"
     check_memory(needed, what, "write a folder of PNGs (--out DIR/) or lower -n")
 
@@ -369,22 +415,25 @@ def write_samples(
     nrow: int | None = None,
     force: bool = False,
     default_dir: Path = Path("generated"),
+    scale: int = 1,
     progress: StageReport | None = None,
 ) -> dict[str, object]:
     """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder.
 
     `out=None`: a grid at the first free DEFAULT_DIR/sample-NNN.png. An existing `out` is
     replaced only with `force` (and, for a folder, only gancli's own image names), and is
-    created exclusively otherwise: of two commands writing one name, one fails.
+    created exclusively otherwise: of two commands writing one name, one fails. `scale`
+    enlarges a grid or each PNG of a folder (nearest neighbour); a .npz keeps the images as
+    the generator made them, for further computation.
     """
     # The default name is claimed only once the checks pass: a refusal leaves nothing.
     placeholder = default_dir / "sample-NNN.png"
-    check_output(trained, request, out or placeholder, nrow, force or out is None)
+    check_output(trained, request, out or placeholder, nrow, force or out is None, scale)
     if out is not None:
-        return _write(trained, request, out, nrow, force, progress)
+        return _write(trained, request, out, nrow, force, scale, progress)
     claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder
     try:
-        return _write(trained, request, claimed, nrow, True, progress)
+        return _write(trained, request, claimed, nrow, True, scale, progress)
     except BaseException:  # failed or interrupted: give the name back
         claimed.unlink(missing_ok=True)
         raise
@@ -396,12 +445,19 @@ def _write(
     out: Path,
     nrow: int | None,
     replace: bool,
-    progress: StageReport | None,
+    scale: int = 1,
+    progress: StageReport | None = None,
 ) -> dict[str, object]:
     kind = output_kind(out)
     if kind == "folder":
-        written, removed = _write_folder(trained, request, out, replace, progress)
-        return {"out": str(out), "kind": kind, "images": written, "removed": removed}
+        written, removed = _write_folder(trained, request, out, replace, scale, progress)
+        return {
+            "out": str(out),
+            "kind": kind,
+            "images": written,
+            "removed": removed,
+            "scale": scale,
+        }
     images_all = np.empty((request.n, *trained.image_shape), dtype=np.uint8)
     labels_all = np.empty(request.n, dtype=np.int64)
     written = 0
@@ -415,8 +471,10 @@ def _write(
         else:
             columns = _grid_nrow(request, nrow)
             rows = _row_labels(request, columns, trained.class_names)
-            grid_image(torch.from_numpy(images_all), columns, row_labels=rows).save(tmp)
-    return {"out": str(out), "kind": kind, "images": written}
+            grid = grid_image(torch.from_numpy(images_all), columns, row_labels=rows)
+            upscale(grid, scale).save(tmp)
+    applied = 1 if kind == "npz" else scale
+    return {"out": str(out), "kind": kind, "images": written, "scale": applied}
 
 
 def _write_folder(
@@ -424,7 +482,8 @@ def _write_folder(
     request: SampleRequest,
     out: Path,
     replace: bool,
-    progress: StageReport | None,
+    scale: int = 1,
+    progress: StageReport | None = None,
 ) -> tuple[int, int]:
     """One PNG per image, each through a temporary name (a kill never leaves half an image
     under a final name); with `replace`, gancli's own names left from an earlier, larger
@@ -437,7 +496,7 @@ def _write_folder(
             )
             names.add(f"{name}.png")
             with atomic_write(out / f"{name}.png", replace=replace, durable=False) as tmp:
-                to_pil(image).save(tmp)
+                upscale(to_pil(image), scale).save(tmp)
     stale = [p for p in out.iterdir() if OWN_IMAGE.fullmatch(p.name) and p.name not in names]
     for path in stale if replace else []:
         path.unlink(missing_ok=True)

@@ -58,7 +58,7 @@ from gancli.engine.runtime import (
     runtime_notes,
     seed_everything,
 )
-from gancli.engine.sampling import fixed_inputs, generate, save_grid
+from gancli.engine.sampling import check_scale, fixed_inputs, generate, grid_size, save_grid
 from gancli.engine.state import STATS, TrainState
 
 
@@ -130,6 +130,8 @@ class Trainer:
         self.fixed_noise, self.fixed_labels, self.grid_nrow = fixed_inputs(
             config.model, train_cfg, data.num_classes, self.clusters
         )
+        grid = grid_size(len(self.fixed_labels), self.grid_nrow, data.image_shape)
+        check_scale(train_cfg.grid_scale, *grid, "each epoch grid", "training.grid_scale")
         if checkpoint is None and self.ranks.distributed:
             # Every rank built the same weights from the seed; from here on each rank
             # draws its own noise. Reproducible for a given number of ranks only.
@@ -206,7 +208,8 @@ class Trainer:
             trainer = cls(config, run, data, device, options)
             if trainer.is_main:
                 run.write_config(config, f"preset: {preset_name}")
-                save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels)
+                scale = config.training.grid_scale
+                save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels, scale)
         except BaseException:  # an error, a full disk or a signal: leave no trace
             if distributed.is_main():
                 run.discard()
