@@ -197,7 +197,7 @@ def test_malicious_pickle_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize(
-    "command", ["train", "sample", "animate", "evaluate", "inspect", "presets"]
+    "command", ["train", "sample", "export", "animate", "evaluate", "inspect", "presets"]
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     help_text = invoke(command, "--help")
