@@ -478,6 +478,79 @@ def sample(
 
 @app.command(
     epilog=examples(
+        "gancli export runs/dcgan-mnist-001 --format onnx",
+        "gancli export runs/cgan-mnist-001 --format torchscript --out g.torchscript",
+        "gancli export runs/x/checkpoints/epoch_0005.pt --format safetensors --no-ema",
+    )
+)
+def export(
+    path: RunArg = None,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="state-dict|safetensors|torchscript|onnx",
+            help="state-dict or safetensors (weights), torchscript or onnx (the network).",
+        ),
+    ] = None,
+    ema: Annotated[
+        bool | None,
+        typer.Option(
+            "--ema/--no-ema",
+            help="Export the EMA generator (default: if kept).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            rich_help_panel=OUTPUT,
+            help="File to write, with a sidecar FILE.json beside it "
+            "(default: RUN/export/generator.pt|.safetensors|.torchscript|.onnx).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing --out and its sidecar.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    runs: RunsOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the generator alone, to use without gancli, with a JSON sidecar saying how."""
+    from gancli.engine.export import (
+        check_format,
+        check_out,
+        default_out,
+        export_generator,
+        load_source,
+    )
+    from gancli.engine.limits import human_bytes
+    from gancli.engine.runs import resolve_checkpoint, runs_root
+
+    with cli_errors():
+        if format_ is None:
+            raise ConfigError("--format: choose state-dict, safetensors, torchscript or onnx")
+        check_format(format_)  # an unknown format or a missing package: before any loading
+        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
+        target = out or default_out(run.path if run else Path.cwd(), format_)
+        check_out(target, format_, checkpoint, force)
+        trained, sha256 = load_source(checkpoint, ema)
+        result = export_generator(trained, sha256, format_, target, force)
+        which = "EMA generator" if trained.uses_ema else "generator"
+        line = (
+            f"wrote {result['out']} ({human_bytes(result['bytes'])}, the {which} of epoch "
+            f"{trained.epoch}) and {result['sidecar']}"
+        )
+        _emit(result, json_out, quiet, line)
+
+
+@app.command(
+    epilog=examples(
         "gancli animate runs/dcgan-mnist-001",
         "gancli animate runs/cgan-mnist-001 --interpolate --out walk.gif",
         "gancli animate runs/dcgan-mnist-001 --scale 3 --out big.gif",

@@ -237,7 +237,8 @@ def test_malicious_pickle_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize(
-    "command", ["train", "sample", "animate", "evaluate", "inspect", "presets", "report"]
+    "command",
+    ["train", "sample", "export", "animate", "evaluate", "inspect", "presets", "report"],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     help_text = invoke(command, "--help")
@@ -264,7 +265,7 @@ def test_version_and_module_entry_point() -> None:
 
 # --------------------------------------------------------------------------- help and completion
 
-COMMANDS = ["train", "sample", "animate", "evaluate", "inspect", "presets", "report"]
+COMMANDS = ["train", "sample", "export", "animate", "evaluate", "inspect", "presets", "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -52,6 +52,12 @@ class TrainingError(GancliError):
     exit_code = EXIT_TRAINING_FAILED
 
 
+class ExportError(GancliError):
+    """An exporter failed, or the exported file did not reproduce the generator."""
+
+    exit_code = EXIT_TRAINING_FAILED
+
+
 class OutOfMemory(GancliError):
     """An allocation failed although the request passed the up-front estimate."""
 

@@ -10,6 +10,7 @@ hard link instead of a rename, which fails if the name was taken meanwhile.
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -131,6 +132,15 @@ def check_writable(folder: Path, what: str) -> None:
     read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
     reason = os.strerror(errno.EROFS if read_only else errno.EACCES)
     raise StorageError(f"cannot write {what} in {existing}: {reason}")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _short(path: Path) -> str:

@@ -8,7 +8,6 @@ health and the last evaluation. The CLI renders it; `--json` prints `to_dict()`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from gancli.engine.config import (
 )
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
+from gancli.engine.files import file_sha256
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
 from gancli.engine.records import read_evaluations
 from gancli.engine.runs import RunDir, stat_problem
@@ -202,14 +202,6 @@ def _describe_state(report: InspectReport, state: dict[str, Any]) -> None:
 def _last_evaluation(path: Path) -> dict[str, Any] | None:
     records = read_evaluations(path)  # a damaged eval.json: one line, exit 2
     return records[-1] if records else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:

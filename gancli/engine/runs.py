@@ -301,6 +301,7 @@ def next_free_path(directory: Path, stem: str, suffix: str) -> Path:
 
 
 GENERATED = "generated"  # sample's default output folder inside a run
+EXPORTED = "export"  # export's default output folder inside a run
 LOCK_NAME = ".lock"
 EVAL_LOCK_NAME = ".eval.lock"
 

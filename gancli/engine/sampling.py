@@ -245,6 +245,15 @@ def parse_labels(specs: list[str], class_names: tuple[str, ...]) -> list[int]:
 # --------------------------------------------------------------------------- sampling
 
 NOISE_CHUNK = 1024  # noise is drawn per chunk of this many samples, whatever the batch size
+SEED_MULTIPLIER = 1_000_003  # a prime: (seed, chunk) pairs map to distinct generator seeds
+SEED_MODULUS = 2**63  # torch.Generator.manual_seed takes 64 bits; stay clear of the sign
+CLUSTER_STREAM = 1  # a chunk's cluster draws use its noise seed + this: their own stream
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The torch.Generator seed of chunk `chunk`'s noise for --seed `seed`. The export
+    sidecar publishes this recipe, so anything that changes it changes what it says."""
+    return (seed * SEED_MULTIPLIER + chunk) % SEED_MODULUS
 
 
 def noise_chunks(
@@ -256,7 +265,7 @@ def noise_chunks(
     truncation trick: less variety, more typical samples).
     """
     for k, start in enumerate(range(0, n, NOISE_CHUNK)):
-        gen = torch.Generator().manual_seed((seed * 1_000_003 + k) % 2**63)
+        gen = torch.Generator().manual_seed(chunk_seed(seed, k))
         z = torch.randn(min(NOISE_CHUNK, n - start), z_dim, generator=gen)
         if truncation is not None:
             outside = z.abs() > truncation
@@ -313,20 +322,32 @@ def _silent(stage: str, done: int, total: int | None) -> None:
 def _batches(
     trained: TrainedGenerator, request: SampleRequest, progress: StageReport
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    z_dim = trained.config.model.z_dim
     batch_size = min(request.batch_size, NOISE_CHUNK)  # a chunk is the most held at once
+    done = 0
+    for z, model_labels, labels in sample_inputs(trained, request):
+        images = generate(trained.model, z, model_labels, batch_size)
+        done += len(z)
+        progress("generating", done, request.n)
+        yield images, labels
+
+
+def sample_inputs(
+    trained: TrainedGenerator, request: SampleRequest
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(noise, the labels G is given, the labels reported) a chunk at a time: what
+    `sample` feeds the generator, also used to check an exported one. G is given the
+    requested classes, or for a self-conditioned model clusters drawn in their shares."""
+    z_dim = trained.config.model.z_dim
     offset = 0
     for k, z in enumerate(noise_chunks(request.n, z_dim, request.seed, request.truncation)):
         chunk_labels = request_labels(request, offset, len(z))
         offset += len(z)
         if trained.cluster_prior is not None:  # like the noise, fixed by (seed, chunk)
-            gen = torch.Generator().manual_seed((request.seed * 1_000_003 + k) % 2**63 + 1)
+            gen = torch.Generator().manual_seed(chunk_seed(request.seed, k) + CLUSTER_STREAM)
             model_labels = draw(trained.cluster_prior, len(z), gen)
         else:
             model_labels = chunk_labels.clamp(min=0)  # unconditional models ignore them
-        images = generate(trained.model, z, model_labels, batch_size)
-        progress("generating", offset, request.n)
-        yield images, chunk_labels
+        yield z, model_labels, chunk_labels
 
 
 def default_nrow(request: SampleRequest) -> int:
