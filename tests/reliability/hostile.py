@@ -276,6 +276,8 @@ STREAM_COMMANDS = {
     "dry-run": ["train", "--preset", "gan-mnist", "--dry-run"],
     "inspect": ["inspect", "{run}"],
     "sample": ["sample", "{run}", "-n", "4", "--out", "{tmp}/s.png"],
+    "report": ["report", "{run}", "--out", "{tmp}/r.html"],
+    "export": ["export", "{run}", "-f", "state-dict", "--out", "{tmp}/g.pt"],
 }
 
 
@@ -392,6 +394,8 @@ READ_ONLY_COMMANDS = {
     "sample --out": ["sample", "{run}", "--out", "{run}/mine.png"],
     "animate": ["animate", "{run}"],
     "evaluate": ["evaluate", "{run}", "-n", "100"],
+    "report": ["report", "{run}"],
+    "export": ["export", "{run}", "-f", "state-dict"],
 }
 
 

@@ -167,7 +167,7 @@ def test_the_zip_writers_runtime_error_becomes_the_os_error_behind_it(
     assert not list(tmp_path.iterdir())  # nothing half-written, no temporary file
 
 
-@pytest.mark.parametrize("command", ["resume", "sample", "evaluate"])
+@pytest.mark.parametrize("command", ["resume", "sample", "evaluate", "report", "export"])
 def test_a_read_only_run_folder_is_one_line_and_untouched(
     tmp_path: Path, tiny_run: Path, command: str
 ) -> None:

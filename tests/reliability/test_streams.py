@@ -29,6 +29,8 @@ def test_training_on_a_terminal_shows_its_bar_and_finishes(tmp_path: Path, data_
         ("dry-run", ">/dev/full", True),
         ("sample", ">/dev/full", True),
         ("inspect", ">&-", False),
+        ("report", ">/dev/full", True),
+        ("export", ">&-", False),
     ],
 )
 def test_closed_or_full_stdout(
