@@ -203,7 +203,8 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
 
 def test_unknown_preset_lists_available() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown preset 'dcgan-mnsit'; available presets: .*dcgan-mnist"
+        ConfigError,
+        match=r"unknown preset 'dcgan-mnsit'; did you mean dcgan-mnist\? available presets: .*wgan",
     ):
         load_config("dcgan-mnsit")
 
