@@ -23,11 +23,12 @@ Methodology:
   Trainer.fit sets, plus the per-step bookkeeping of an epoch (adding the stats to the
   window and epoch sums, one host read of the window every training.log_every steps).
   Left out: the metrics.jsonl line and the epoch-end grid, health check, checkpoint and plot.
-- reference: a Dataset of PIL images (converted once, at construction) with ToTensor and
-  Normalize((0.5,), (0.5,)), DataLoader(shuffle=True, drop_last=True, num_workers=0),
-  default Adam / RMSprop, the preset's objective written inline (BCEWithLogitsLoss for the
-  BCE losses), separate real and fake D passes on fake.detach(), a new z and a new G
-  forward for the G step, weight clipping or the usual autograd.grad gradient penalty.
+- reference: tutorial.py's TutorialLoop: a Dataset of PIL images (converted once, at
+  construction) with ToTensor and Normalize((0.5,), (0.5,)), DataLoader(shuffle=True,
+  drop_last=True, num_workers=0), default Adam / RMSprop, the preset's objective written
+  inline (BCEWithLogitsLoss for the BCE losses), separate real and fake D passes on
+  fake.detach(), a new z and a new G forward for the G step, weight clipping or the usual
+  autograd.grad gradient penalty.
 - FLOPs: torch.utils.flop_counter.FlopCounterMode over one step of each loop (forward and
   backward of every matmul and convolution, all n_critic D steps and the G step; element-wise
   ops, norms and optimiser updates are not counted). Achieved GFLOP/s is gancli's images/s
@@ -63,23 +64,21 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision import transforms
+
+# tutorial.py sits beside this file: sys.path[0] when run as a script
+from tutorial import Batches, TutorialLoop
 
 from gancli.engine.config import Config, list_presets, load_config
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.errors import EXIT_INTERRUPTED, ConfigError
-from gancli.engine.models import build_models, label_count
 from gancli.engine.runtime import (
     RuntimeOptions,
     fast_on_cpu,
@@ -99,8 +98,6 @@ TARGET_RSS_MB = 1536.0  # peak resident memory of a gancli train process
 PEAK_MATMUL_SIDE = 2048
 PEAK_REPEATS = 20
 RSS_TIMEOUT_S = 600.0
-
-Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -162,136 +159,8 @@ def _endless_epochs(data: ImageSet, batch_size: int, seed: int) -> Batches:
 # --------------------------------------------------------------------------- reference loop
 
 
-class TutorialImages(Dataset):
-    """The dataset as tutorials get it from torchvision: PIL images and int labels.
-
-    The PIL images are made once, here; torchvision's MNIST makes one per __getitem__,
-    which is slower still, so the reference is a little faster than the real thing.
-    """
-
-    def __init__(self, data: ImageSet):
-        arrays = data.images.permute(0, 2, 3, 1).numpy()  # N, H, W, C
-        grey = arrays.shape[3] == 1
-        self.images = [Image.fromarray(a[:, :, 0] if grey else a) for a in arrays]
-        self.labels = data.labels.tolist()
-        channels = arrays.shape[3]
-        self.transform = transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
-        )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images[index]), self.labels[index]
-
-
-class ReferenceLoop:
-    """The preset's G and D, objective and optimiser, trained the way tutorials write it."""
-
-    def __init__(self, config: Config, data: ImageSet, threads: int):
-        torch.set_num_threads(threads)
-        self.config = config
-        seed_everything(config.training.seed)  # as Trainer does, so the weights start equal
-        self.g, self.d = build_models(config.model, data.image_shape, data.num_classes)
-        optim = config.optim
-        if optim.name == "adam":
-            betas = (optim.beta1, optim.beta2)
-            self.opt_g: torch.optim.Optimizer = torch.optim.Adam(
-                self.g.parameters(), lr=optim.lr_g, betas=betas
-            )
-            self.opt_d: torch.optim.Optimizer = torch.optim.Adam(
-                self.d.parameters(), lr=optim.lr_d, betas=betas
-            )
-        else:
-            self.opt_g = torch.optim.RMSprop(self.g.parameters(), lr=optim.lr_g)
-            self.opt_d = torch.optim.RMSprop(self.d.parameters(), lr=optim.lr_d)
-        self.loader = DataLoader(
-            TutorialImages(data),
-            batch_size=config.training.batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=0,
-        )
-        self.batches = self._endless_epochs()
-        # classes, or clusters (the real batch's class numbers stand in for its clusters:
-        # the same arithmetic)
-        self.num_labels = label_count(config.model, data.num_classes)
-        self.criterion = nn.BCEWithLogitsLoss()
-
-    def _endless_epochs(self) -> Batches:
-        while True:
-            yield from self.loader
-
-    def _fake_labels(self, n: int) -> torch.Tensor | None:
-        if not self.num_labels:
-            return None
-        return torch.randint(0, self.num_labels, (n,))
-
-    def _d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-        loss, real_label = self.config.objective.loss, self.config.objective.real_label
-        if loss in ("minimax", "nonsaturating"):
-            real_target = torch.full_like(d_real, real_label)
-            return self.criterion(d_real, real_target) + self.criterion(
-                d_fake, torch.zeros_like(d_fake)
-            )
-        if loss == "hinge":
-            return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-        return -d_real.mean() + d_fake.mean()  # wgan-clip, wgan-gp
-
-    def _g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
-        loss = self.config.objective.loss
-        if loss == "nonsaturating":
-            return self.criterion(d_fake, torch.ones_like(d_fake))
-        if loss == "minimax":
-            return -self.criterion(d_fake, torch.zeros_like(d_fake))
-        return -d_fake.mean()  # wgan-clip, wgan-gp, hinge
-
-    def _gradient_penalty(
-        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
-        alpha = torch.rand(real.size(0), 1, 1, 1)
-        interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        d_interpolates = self.d(interpolates, labels)
-        gradients = torch.autograd.grad(
-            outputs=d_interpolates,
-            inputs=interpolates,
-            grad_outputs=torch.ones_like(d_interpolates),
-            create_graph=True,
-            retain_graph=True,
-        )[0]
-        gradients = gradients.view(gradients.size(0), -1)
-        return ((gradients.norm(2, dim=1) - 1) ** 2).mean()
-
-    def step(self) -> None:
-        objective, z_dim = self.config.objective, self.config.model.z_dim
-        for _ in range(objective.n_critic):
-            real, labels = next(self.batches)
-            z = torch.randn(real.size(0), z_dim)
-            fake_labels = self._fake_labels(real.size(0))
-            fake = self.g(z, fake_labels)
-            d_real = self.d(real, labels)
-            d_fake = self.d(fake.detach(), fake_labels)
-            loss_d = self._d_loss(d_real, d_fake)
-            if objective.loss == "wgan-gp":
-                loss_d = loss_d + objective.gp_weight * self._gradient_penalty(
-                    real, fake.detach(), labels
-                )
-            self.opt_d.zero_grad()
-            loss_d.backward()
-            self.opt_d.step()
-            if objective.loss == "wgan-clip":
-                for p in self.d.parameters():
-                    p.data.clamp_(-objective.clip, objective.clip)
-        z = torch.randn(self.config.training.batch_size, z_dim)
-        fake_labels = self._fake_labels(z.size(0))
-        loss_g = self._g_loss(self.d(self.g(z, fake_labels), fake_labels))
-        self.opt_g.zero_grad()
-        loss_g.backward()
-        self.opt_g.step()
-
-    def networks(self) -> tuple[nn.Module, nn.Module]:
-        return self.g, self.d
+class ReferenceLoop(TutorialLoop):
+    """The tutorial-style loop of tutorial.py, with what the loop processes ask of a loop."""
 
     def flops(self) -> int:
         return _count_flops(self.step)
@@ -355,11 +224,13 @@ LOOPS: dict[str, tuple[str, str]] = {  # name -> (kind, precision)
 }
 
 
-def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int) -> None:
+def _serve(
+    conn: Any, name: str, preset: str, data_dir: Path, threads: int, limit: int | None
+) -> None:
     """A loop process: build the loop, report its weights and FLOPs, then time windows."""
     try:
         kind, precision = LOOPS[name]
-        config = load_config(preset)
+        config = load_config(preset, flags={"data.limit": limit})
         data = load_dataset(config.data, data_dir)
         loop: GancliLoop | ReferenceLoop = (
             GancliLoop(config, data, threads, precision)
@@ -374,14 +245,17 @@ def _serve(conn: Any, name: str, preset: str, data_dir: Path, threads: int) -> N
 
 
 class LoopProcess:
-    """One loop in a process of its own, timed a window at a time on request."""
+    """One loop in a process of its own, timed a window at a time on request; `limit`:
+    train on the first N images only (data.limit)."""
 
-    def __init__(self, name: str, preset: str, data_dir: Path, threads: int):
+    def __init__(
+        self, name: str, preset: str, data_dir: Path, threads: int, limit: int | None = None
+    ):
         context = multiprocessing.get_context("spawn")
         self.name = name
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=_serve, args=(child, name, preset, data_dir, threads), daemon=True
+            target=_serve, args=(child, name, preset, data_dir, threads, limit), daemon=True
         )
         self.process.start()
         child.close()
@@ -509,15 +383,21 @@ def _logged_steps(metrics: Path) -> int:
 # --------------------------------------------------------------------------- one preset
 
 
-def bench_preset(
-    preset: str, settings: Settings, data_dir: Path, threads: int, tmp: Path, bf16: bool
-) -> dict[str, Any]:
-    config = load_config(preset)
-    names = [name for name in LOOPS if bf16 or name != "gancli-bf16"]
+def time_windows(
+    preset: str,
+    names: list[str],
+    settings: Settings,
+    data_dir: Path,
+    threads: int,
+    limit: int | None = None,
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """The named loops (LOOPS, "reference" among them), each in a process of its own,
+    checked to start from the reference's weights and timed in alternating windows:
+    seconds per window and FLOPs per step, by loop name."""
     loops: dict[str, LoopProcess] = {}
     try:
         for name in names:
-            loops[name] = LoopProcess(name, preset, data_dir, threads)
+            loops[name] = LoopProcess(name, preset, data_dir, threads, limit)
         for name in names:
             if loops[name].weights != loops["reference"].weights:
                 raise SystemExit(f"{preset}: {name} and the reference start from other weights")
@@ -528,8 +408,17 @@ def bench_preset(
     finally:
         for loop in loops.values():
             loop.close()
+    return seconds, {name: loop.flops for name, loop in loops.items()}
+
+
+def bench_preset(
+    preset: str, settings: Settings, data_dir: Path, threads: int, tmp: Path, bf16: bool
+) -> dict[str, Any]:
+    config = load_config(preset)
+    names = [name for name in LOOPS if bf16 or name != "gancli-bf16"]
+    seconds, all_flops = time_windows(preset, names, settings, data_dir, threads)
     images_per_step = config.training.batch_size * config.objective.n_critic
-    flops = {name: loops[name].flops for name in ("gancli", "reference")}
+    flops = {name: all_flops[name] for name in ("gancli", "reference")}
     rates = {
         name: [images_per_step * settings.steps / s for s in values]
         for name, values in seconds.items()
