@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer import rich_utils as typer_rich_utils
 from typer.core import TyperArgument, TyperOption
 
 import gancli
@@ -54,6 +55,19 @@ for _kind in (TyperOption, TyperArgument):
         _kind.display_type_rich = _no_type_for_flags(_kind.display_type_rich)  # type: ignore[method-assign]
 
 
+def _usage_error_in_one_line(error: Any) -> None:
+    """Typer's own usage errors (a value of the wrong type or out of range, an unknown
+    option, a missing value) as one line on stderr, like every other gancli error, instead
+    of a usage line and a framed box. Its exit code (2) stays."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown: nothing to add
+        return
+    ctx = getattr(error, "ctx", None)
+    hint = f" (see {ctx.command_path} -h)" if ctx is not None else ""
+    _say(f"error: {' '.join(error.format_message().split())}{hint}")
+
+
+typer_rich_utils.rich_format_error = _usage_error_in_one_line
+
 # Help panels: what an option is about.
 RECIPE, DATA, DEVICE, RUN, OUTPUT = "Recipe", "Data", "Device", "Run folder", "Output"
 
@@ -94,11 +108,6 @@ class Precision(str, enum.Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
-
-
-class Extractor(str, enum.Enum):
-    evaluator = "evaluator"
-    inception = "inception"
 
 
 def examples(*lines: str) -> str:
@@ -758,12 +767,13 @@ def evaluate(
         ),
     ] = None,
     extractor: Annotated[
-        Extractor,
+        str,
         typer.Option(
+            metavar="evaluator|inception",
             help="Features for FID, KID, IS, precision/recall: evaluator (the dataset's "
-            "shipped CNN) or inception (torchvision's Inception-v3; needs its weights)."
+            "shipped CNN) or inception (torchvision's Inception-v3; needs its weights).",
         ),
-    ] = Extractor.evaluator,
+    ] = "evaluator",
     floor: Annotated[
         bool,
         typer.Option("--floor/--no-floor", help="Also score real training images (the floor)."),
@@ -830,7 +840,7 @@ def evaluate(
         from gancli.engine.scoring import EvalRequest, append_record, check_request
         from gancli.engine.scoring import evaluate as score
 
-        request = EvalRequest(num, seed, batch_size, extractor.value, floor)
+        request = EvalRequest(num, seed, batch_size, extractor, floor)
         check_request(request)
         run, checkpoint = resolve_checkpoint(path, runs_root(runs))
         if run is not None:

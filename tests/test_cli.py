@@ -320,3 +320,18 @@ def test_shell_completion_offers_presets_runs_and_class_names(
         "all", *"0123456789"
     ]  # fmt: skip
     assert complete("sample", "--class", "7", runs=root) == ["7"]  # the latest run's classes
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+        (["sample", "-n", "0"], "'--num' / '-n'"),
+        (["train", "--bogus"], "No such option: --bogus"),
+        (["nope"], "No such command 'nope'"),
+    ],
+)
+def test_typer_usage_errors_are_one_line_too(args: list[str], fragment: str) -> None:
+    result = invoke(*args)
+    assert_clean_error(result, 2, fragment)
+    assert "-h)" in result.output  # where to look next
