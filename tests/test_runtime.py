@@ -51,15 +51,3 @@ def test_freed_tensor_memory_is_reused_not_faulted_in_again() -> None:
     assert kept is True
     # Here: about 5,900 faults per pass by default, about 40 with the setting.
     assert reused * 10 < default, (default, reused)
-
-
-def test_preload_imports_what_training_needs_on_a_thread() -> None:
-    code = (
-        "import sys, threading; from gancli.engine.runtime import preload\n"
-        "assert 'torch._dynamo' not in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
-        "thread = preload(); assert thread is not threading.main_thread(); thread.join()\n"
-        "assert 'torch._dynamo' in sys.modules and 'matplotlib.pyplot' in sys.modules\n"
-        "import matplotlib; assert matplotlib.get_backend().lower() == 'agg'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr

@@ -68,7 +68,7 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
     from gancli.engine.data import dataset_summary
     from gancli.engine.limits import check_training_memory
     from gancli.engine.runs import check_run_name
-    from gancli.engine.runtime import preload, prepare
+    from gancli.engine.runtime import prepare
     from gancli.engine.trainer import Trainer
 
     with distributed.rank_errors():
@@ -76,7 +76,6 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
         if request.name is not None:
             check_run_name(request.name)  # before the data is read
         config = None if request.resume else request.config()
-        preload()  # checks that need no data have passed: training is likely to start
         if config is not None:
             # Before joining the other ranks: a bad batch size fails fast, nobody waits.
             world = distributed.launched().world_size

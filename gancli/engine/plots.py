@@ -44,16 +44,6 @@ def _round_interval(count: int, most: int) -> int:
         scale *= 10
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the file-only Agg backend (no display needed, any thread)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_losses(records: list[dict[str, Any]], out: Path, title: str = "") -> None:
     """Panels against G steps: both losses; D(x) with D(G(z)); FID and classes covered when
     the run was trained with --eval-every. Light vertical lines mark where epochs ended,
@@ -61,7 +51,11 @@ def plot_losses(records: list[dict[str, Any]], out: Path, title: str = "") -> No
     steps = [r for r in records if r.get("kind") == "step"]
     if not steps:
         return
-    plt = pyplot()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     evals = [r for r in records if r.get("kind") == "eval"]
     rows = 3 if evals else 2
     x = [r["step"] for r in steps]

@@ -8,14 +8,11 @@ None of it is part of a run's config: a resumed run may change any of it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import importlib
 import os
 import platform
 import random
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -94,26 +91,6 @@ def prepare(options: RuntimeOptions) -> torch.device:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     return device
-
-
-def preload() -> threading.Thread:
-    """Import, on a thread of its own, what a training run imports anyway before its first
-    step or its first epoch's end: torch._dynamo (torch.optim's constructor and step import
-    it: seconds of pure import) and matplotlib (losses.png). Meanwhile the main thread reads
-    the data, finds clusters and builds the networks, much of it in PyTorch and NumPy code
-    that lets go of the GIL; if it needs one of these modules first, the import lock makes
-    it wait for the thread. Not a daemon: the process never exits mid-import."""
-
-    def work() -> None:
-        with contextlib.suppress(Exception):  # an import that fails fails again where used
-            importlib.import_module("torch._dynamo")
-            from gancli.engine.plots import pyplot
-
-            pyplot()
-
-    thread = threading.Thread(target=work, name="gancli-preload")
-    thread.start()
-    return thread
 
 
 def check_options(options: RuntimeOptions, device: torch.device) -> None:
