@@ -103,6 +103,17 @@ RunArg = Annotated[
     ),
 ]  # fmt: skip
 
+#: A run folder argument (no checkpoint file), completed from the runs root.
+RunDirArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN",
+        help="Run directory (default: the latest run).",
+        autocompletion=completion.runs,
+        show_default=False,
+    ),
+]
+
 
 class Precision(str, enum.Enum):
     fp32 = "fp32"
@@ -566,15 +577,7 @@ def export(
     )
 )
 def animate(
-    path: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (default: the latest run).",
-            autocompletion=completion.runs,
-            show_default=False,
-        ),
-    ] = None,
+    path: RunDirArg = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -687,15 +690,7 @@ def inspect(
     )
 )
 def report(
-    path: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (default: the latest run).",
-            autocompletion=completion.runs,
-            show_default=False,
-        ),
-    ] = None,
+    path: RunDirArg = None,
     out: Annotated[
         Path | None,
         typer.Option(

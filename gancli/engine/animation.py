@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gancli.engine.clusters import draw
 from gancli.engine.errors import CheckpointError, ConfigError
-from gancli.engine.files import atomic_write, check_target, check_writable
+from gancli.engine.files import atomic_write, check_output_file, check_writable
 from gancli.engine.limits import check_memory
 from gancli.engine.runs import RunDir
 from gancli.engine.sampling import (
@@ -63,13 +62,7 @@ VIDEO_MODULES = {"imageio": "imageio", "imageio_ffmpeg": "imageio-ffmpeg"}
 
 def check_animation(out: Path, loop: int = 0, hold_last: float = 0.0, replace: bool = True) -> None:
     """Refuse, before any frame is made, an animation that cannot be written to `out`."""
-    if out.suffix.lower() not in (".gif", ".mp4"):
-        raise ConfigError(f"--out {out}: use a .gif or .mp4 file")
-    check_target(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; name a .gif or .mp4 file")
-    if os.path.lexists(out) and not replace:
-        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    check_output_file(out, (".gif", ".mp4"), ".gif or .mp4", replace)
     if loop > GIF_LOOPS_MAX:
         raise ConfigError(f"--loop {loop}: at most {GIF_LOOPS_MAX} (0 loops forever)")
     if hold_last > GIF_FRAME_MAX - 1:

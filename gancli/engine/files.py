@@ -170,3 +170,16 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_output_file(out: Path, suffixes: tuple[str, ...], kinds: str, replace: bool) -> None:
+    """Refuse, before any work, an --out that cannot take the file: a name without one of
+    `suffixes` (`kinds` says which in the message), a folder, or an existing file without
+    --force (`replace`)."""
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out {out}: use a {kinds} file")
+    check_target(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name a {kinds} file")
+    if os.path.lexists(out) and not replace:
+        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import datetime
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -29,8 +28,8 @@ from PIL import Image, ImageSequence
 import gancli
 from gancli.engine.animation import epoch_grids
 from gancli.engine.config import config_to_dict, load_config
-from gancli.engine.errors import CheckpointError, ConfigError, GancliError
-from gancli.engine.files import atomic_write, check_target, check_writable
+from gancli.engine.errors import CheckpointError, GancliError
+from gancli.engine.files import atomic_write, check_output_file, check_writable
 from gancli.engine.limits import human_bytes
 from gancli.engine.plots import loss_charts
 from gancli.engine.records import evaluation_rows, read_evaluations
@@ -104,13 +103,7 @@ def open_run_for_report(path: str | Path) -> RunDir:
 
 def check_report_target(out: Path, replace: bool) -> None:
     """Refuse, before any image is read, a page that cannot be written at `out`."""
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"--out {out}: use a .html file")
-    check_target(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; name a .html file")
-    if os.path.lexists(out) and not replace:
-        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    check_output_file(out, (".html", ".htm"), ".html", replace)
     check_writable(out.parent, "--out")
 
 
