@@ -45,7 +45,7 @@ Methodology:
   and write a checkpoint. A full MNIST epoch per preset would take longer than the whole
   benchmark may; the memory that matters is there from the first step: the whole split in
   memory, both networks, optimiser state, step activations. Not in it: the epoch-end sample
-  grid and loss plot (matplotlib is imported for the plot).
+  grid and loss plot.
 """
 
 from __future__ import annotations
@@ -518,7 +518,7 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "- peak RSS: ru_maxrss of `gancli train --preset P --epochs 1` on the full dataset, "
         "stopped by SIGINT (finish the step, write a checkpoint) after its first "
         "metrics line; a full epoch per preset would not fit the run's time budget, so the "
-        "epoch-end grid and loss plot (matplotlib) are not in it",
+        "epoch-end grid and loss plot are not in it",
         "",
         "- reference % of peak: the reference's own GFLOP/s over the peak; fp32 bound: the "
         "ratio a loop doing gancli's FLOPs per image would reach at 100% of the peak",

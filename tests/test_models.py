@@ -10,6 +10,7 @@ from gancli.engine.config import ModelConfig
 from gancli.engine.errors import ConfigError
 from gancli.engine.models import (
     ClassBatchNorm2d,
+    activations_per_sample,
     build_models,
     dcgan_geometry,
     has_batch_norm,
@@ -34,6 +35,57 @@ def test_shapes(
     assert images.shape == (4, *shape)
     assert images.min() >= -1 and images.max() <= 1  # tanh output
     assert d(images, labels).shape == (4,)
+
+
+def forward_activations(net: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """The reference: every leaf layer's output, counted in a forward pass of 2 samples."""
+    counted = [0]
+
+    def count(module: nn.Module, args: object, output: torch.Tensor) -> None:
+        counted[0] += output.numel()
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    net.eval()(*inputs)
+    for hook in hooks:
+        hook.remove()
+    return counted[0] // 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shape"),
+    [
+        ({"arch": "mlp"}, (1, 28, 28)),
+        (
+            {
+                "arch": "mlp",
+                "conditional": True,
+                "d_norm": "layer",
+                "d_mbstd": True,
+                "d_dropout": 0.3,
+            },
+            (1, 28, 28),
+        ),
+        ({"arch": "mlp", "conditional": True, "d_conditioning": "projection"}, (3, 32, 32)),
+        ({"arch": "dcgan"}, (1, 28, 28)),
+        ({"arch": "dcgan", "g_width": 0.5, "d_width": 1.5, "d_norm": "layer"}, (3, 32, 32)),
+        ({"arch": "dcgan", "conditional": True, "g_norm": "class-batch"}, (1, 64, 64)),
+        (
+            {"arch": "dcgan", "clusters": 7, "d_conditioning": "projection", "d_mbstd": True},
+            (1, 28, 28),
+        ),
+        ({"arch": "dcgan", "conditional": True, "d_norm": "none", "g_norm": "none"}, (3, 64, 64)),
+    ],
+)
+def test_activations_read_off_the_layers_equal_a_forward_pass(
+    overrides: dict[str, object], shape: tuple[int, int, int]
+) -> None:
+    cfg = ModelConfig(**overrides)  # type: ignore[arg-type]
+    g, d = build_models(cfg, shape, num_classes=10)
+    z, labels = torch.randn(2, cfg.z_dim), torch.tensor([1, 5])
+    assert activations_per_sample(g, (1, 1)) == forward_activations(g, (z, labels))
+    images = torch.zeros(2, *shape)
+    assert activations_per_sample(d, shape[1:]) == forward_activations(d, (images, labels))
 
 
 def test_mlp_layout_matches_the_classic_recipe() -> None:

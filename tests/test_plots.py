@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -52,50 +53,64 @@ def test_long_runs_are_marked_on_round_epochs(epochs: int, every: int) -> None:
     assert len(marks) <= plots.MAX_EPOCH_MARKS
 
 
-def test_plot_losses_writes_a_png_at_its_default_size(tmp_path: Path) -> None:
+def test_plot_losses_writes_a_png_with_a_panel_per_curve_pair(tmp_path: Path) -> None:
     out = tmp_path / "losses.png"
     plot_losses(records(3), out, "dcgan-mnist-001")
     with Image.open(out) as image:
         image.load()
-        assert image.format == "PNG" and image.size == (800, 600)
+        assert image.format == "PNG" and image.size == (900, 645)  # title + 2 panels of 300
     log = [*records(3), {"kind": "eval", "epoch": 3, "step": 24, "fid": 5.0, "coverage": 9}]
     plot_losses(log, out, "with-eval")
     with Image.open(out) as image:
-        assert image.size == (800, 900)  # a third panel for FID
+        assert image.size == (900, 1245)  # FID and classes covered below
     plot_losses([], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()  # nothing logged yet: nothing drawn
 
 
-def test_plot_losses_titles_and_marks_the_figure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import matplotlib.figure
-
-    seen: dict[str, Any] = {}
-    real_savefig = matplotlib.figure.Figure.savefig
-
-    def savefig(fig: matplotlib.figure.Figure, *args: Any, **kwargs: Any) -> None:
-        axes = fig.axes
-        seen["title"] = fig.get_suptitle()
-        tops = [child for ax in axes for child in ax.child_axes]  # the secondary axis
-        seen["xlabels"] = [ax.get_xlabel() for ax in [*axes, *tops]]
-        seen["ylabels"] = [ax.get_ylabel() for ax in axes]
-        seen["vlines"] = sum(
-            1
-            for ax in axes
-            for line in ax.get_lines()
-            if list(line.get_xdata()) in ([8, 8], [16, 16], [24, 24])
-        )
-        seen["ticks"] = [[t.get_text() for t in top.get_xticklabels()] for top in tops]
-        real_savefig(fig, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+def test_losses_png_shows_the_title_curves_and_epoch_ends(tmp_path: Path) -> None:
     plot_losses(records(3), tmp_path / "losses.png", "my-run")
-    assert seen["title"] == "my-run"
-    assert "generator step" in seen["xlabels"] and "end of epoch" in seen["xlabels"]
-    assert seen["ylabels"][:2] == ["loss", "discriminator output"]
-    assert seen["vlines"] == 3 * 2  # each epoch end, on both panels
-    assert ["1", "2", "3"] in seen["ticks"]
+    with Image.open(tmp_path / "losses.png") as image:
+        rgb = image.convert("RGB")
+    pixels = np.asarray(rgb).astype(int)  # (height, width, 3)
+    k = plots.PNG_SCALE
+
+    def dark(top: float, bottom: float) -> int:
+        rows = pixels[round(top * k) : round(bottom * k)]
+        return int((rows.max(axis=2) < 100).sum())
+
+    assert dark(0, plots._TITLE_HEIGHT) > 50  # the run's name
+    assert dark(0, 10) == 0
+    for colour in plots.CURVE_COLOURS:  # both curves of each panel, in their colours
+        want = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        near = int((np.abs(pixels - want).sum(axis=2) < 40).sum())
+        assert near > 200, colour
+    # Each epoch end is a dashed grey line down both panels: grey and white alternate.
+    drawing = plots.layout(plots.loss_panels(records(3))[0], epoch_marks(records(3)))
+    dashes = [s for s in drawing.strokes if s.dashed]
+    assert len(dashes) == 3
+    x = dashes[0].points[0][0]
+    top, bottom = dashes[0].points[0][1], dashes[0].points[1][1]
+    top, bottom = (round((plots._TITLE_HEIGHT + y) * k) for y in (top + 2, bottom - 2))
+    greys = pixels[top:bottom, round(x * k)].max(axis=1) < 235
+    assert 0.25 < greys.mean() < 0.75  # on and off, not a solid line
+
+
+def test_panels_are_labelled_and_fid_is_on_a_log_scale() -> None:
+    log = [*records(3)]
+    log += [
+        {"kind": "eval", "epoch": e, "step": 8 * e, "fid": f, "coverage": c}
+        for e, f, c in [(1, 300.0, 6), (2, 30.0, 9), (3, 3.0, 10)]
+    ]
+    panels = plots.loss_panels(log)
+    assert [p.y_label for p in panels] == ["loss", "D output", "FID", "classes"]
+    fid = plots.layout(panels[2], epoch_marks(log))
+    texts = [label.text for label in fid.labels]
+    assert "generator step" in texts
+    assert texts[texts.index("epoch") :][:4] == ["epoch", "1", "2", "3"]
+    (curve,) = [s for s in fid.strokes if s.dots]
+    ys = [y for _, y in curve.points]
+    assert math.isclose(ys[1] - ys[0], ys[2] - ys[1])  # each tenfold drop: the same distance
+    assert plots._log_ticks(math.log10(3), math.log10(300)) == [5, 10, 20, 50, 100, 200]
 
 
 def test_loss_charts_are_inline_svg_with_the_epoch_ends() -> None:

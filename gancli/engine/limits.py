@@ -96,31 +96,18 @@ def check_disk(folder: Path, files: int, size: float, what: str, hint: str) -> N
 def network_sizes(
     config: Config, image_shape: tuple[int, int, int], classes: int
 ) -> dict[str, int]:
-    """Parameters and per-image activations (numbers of floats) of G and D, from a forward
-    pass on PyTorch's meta device: shapes only, no memory, whatever the widths."""
-    from gancli.engine.models import build_models
+    """Parameters and per-image activations (numbers of floats) of G and D, built on
+    PyTorch's meta device: shapes only, no memory, whatever the widths."""
+    from gancli.engine.models import activations_per_sample, build_models
 
-    activations = [0]
-
-    def count(module: torch.nn.Module, inputs: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            activations[0] += output.numel()
-
-    with torch.device("meta"), torch.no_grad():
+    with torch.device("meta"):
         # A folder's classes are known only once it is read; their number barely matters here.
-        g, d = build_models(config.model, image_shape, max(classes, 2))
-        leaves = [m for net in (g, d) for m in net.modules() if not list(m.children())]
-        hooks = [m.register_forward_hook(count) for m in leaves]
-        try:  # two images, in eval mode: batch norm and minibatch std-dev need a batch
-            labels = torch.zeros(2, dtype=torch.long)
-            d.eval()(g.eval()(torch.zeros(2, config.model.z_dim), labels), labels)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        g, d = build_models(config.model, image_shape, max(classes, 2), shapes_only=True)
     return {
         "g_parameters": sum(p.numel() for p in g.parameters()),
         "d_parameters": sum(p.numel() for p in d.parameters()),
-        "activations": activations[0] // 2,
+        "activations": activations_per_sample(g, (1, 1))
+        + activations_per_sample(d, image_shape[1:]),
     }
 
 

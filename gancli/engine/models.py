@@ -276,9 +276,14 @@ def dcgan_geometry(size: int) -> tuple[int, int]:
 
 
 def build_models(
-    cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
+    cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, shapes_only: bool = False
 ) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for the configured family, initialised."""
+    """(generator, discriminator) for the configured family, initialised.
+
+    shapes_only: the layers without the weight init and spectral norm, which change values
+    but no shape or parameter count. On PyTorch's meta device their random draws run
+    Python reference code that imports the compiler stack (about 2 s).
+    """
     if image_shape[1] != image_shape[2] and cfg.arch == "dcgan":
         raise ConfigError(f"model.arch: dcgan needs square images, got {image_shape[1:]}")
     if cfg.conditional and num_classes < 2:
@@ -292,6 +297,8 @@ def build_models(
         g_cls(cfg, image_shape, num_classes),
         d_cls(cfg, image_shape, num_classes),
     )
+    if shapes_only:
+        return generator, discriminator
     if cfg.init == "dcgan":
         generator.apply(_dcgan_init)
         discriminator.apply(_dcgan_init)
@@ -300,6 +307,47 @@ def build_models(
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 spectral_norm(module)
     return generator, discriminator
+
+
+def activations_per_sample(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Floats a sample's pass through G or D leaves in its layers' outputs, which autograd
+    keeps for the backward pass; input_size is the side of its input map: (1, 1) for
+    G's noise, the image's (H, W) for D (fully connected nets ignore it).
+
+    Read off the layers' shapes rather than run: a forward pass on PyTorch's meta device
+    would import its compiler stack, about 2 s of every `gancli train` on a small CPU.
+    tests/test_models.py checks it against such a pass for every preset and layer kind.
+    """
+    net = model.net
+    assert isinstance(net, nn.Sequential)
+    shape: list[int] = [0, *input_size]  # channels: set by the first layer
+    total = 0
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            shape = [layer.out_features]
+        elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            shape = [layer.out_channels, *_conv_sides(layer, shape[1:])]
+        elif isinstance(layer, MinibatchStdDev):
+            shape = [shape[0] + 1, *shape[1:]]
+        elif isinstance(layer, ClassBatchNorm2d):
+            total += 2 * shape[0]  # the class's scale and shift
+        total += math.prod(shape)
+    embed = getattr(model, "embed", None)  # projection conditioning's class embedding
+    return total + (embed.out_features if isinstance(embed, nn.Linear) else 0)
+
+
+def _conv_sides(layer: nn.Conv2d | nn.ConvTranspose2d, sides: list[int]) -> list[int]:
+    """Output height and width of a (transposed) convolution, as PyTorch documents them."""
+    out = []
+    for i, side in enumerate(sides):
+        k, s, d = layer.kernel_size[i], layer.stride[i], layer.dilation[i]
+        p = layer.padding[i]
+        assert isinstance(p, int)
+        if isinstance(layer, nn.ConvTranspose2d):
+            out.append((side - 1) * s - 2 * p + d * (k - 1) + layer.output_padding[i] + 1)
+        else:
+            out.append((side + 2 * p - d * (k - 1) - 1) // s + 1)
+    return out
 
 
 def has_batch_norm(module: nn.Module) -> bool:
