@@ -1,6 +1,6 @@
 """Usage: python -m gancli train --preset dcgan-mnist"""
 
-from gancli.cli import app
+from gancli.cli import entry
 
 if __name__ == "__main__":
-    app()
+    entry()

@@ -45,7 +45,8 @@ def _no_type_for_flags(show_type: Any) -> Any:
     def column(param: Any, ctx: Any) -> str | None:
         if getattr(param, "is_flag", False) or isinstance(param, TyperArgument):
             return None
-        return show_type(param, ctx)  # type: ignore[no-any-return]
+        shown: str | None = show_type(param, ctx)
+        return shown
 
     return column
 
@@ -66,7 +67,7 @@ def _usage_error_in_one_line(error: Any) -> None:
     _say(f"error: {' '.join(error.format_message().split())}{hint}")
 
 
-typer_rich_utils.rich_format_error = _usage_error_in_one_line
+typer_rich_utils.rich_format_error = _usage_error_in_one_line  # type: ignore[assignment]
 
 # Help panels: what an option is about.
 RECIPE, DATA, DEVICE, RUN, OUTPUT = "Recipe", "Data", "Device", "Run folder", "Output"
@@ -155,6 +156,15 @@ def _say(line: str) -> None:
     the message quotes is shown, never obeyed."""
     with suppress(OSError, ValueError):
         typer.echo(ui.printable(line), err=True)
+
+
+def entry() -> None:
+    """The `gancli` command and `python -m gancli`: the app, then a quick exit."""
+    try:
+        app()
+    except SystemExit as done:
+        ui.exit_now(done.code)
+    ui.exit_now(0)
 
 
 def _version(value: bool) -> None:

@@ -65,6 +65,24 @@ def test_idx_header_checks(tmp_path: Path) -> None:
         read_idx(broken_gz)
 
 
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_limit_reads_only_the_first_items(tmp_path: Path, gz: bool) -> None:
+    items = np.arange(10 * 6, dtype=np.uint8).reshape(10, 2, 3)
+    raw = idx_bytes(items)
+    path = tmp_path / ("items.gz" if gz else "items")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    assert np.array_equal(read_idx(path, limit=4), items[:4])
+    assert np.array_equal(read_idx(path, limit=99), items)
+    # Only what is read must be there: a file cut after 7 items still gives its first 4.
+    cut = tmp_path / "cut"
+    cut.write_bytes(raw[: len(raw) - 3 * 6])
+    assert np.array_equal(read_idx(cut, limit=4), items[:4])
+    with pytest.raises(DataError, match="size mismatch"):
+        read_idx(cut, limit=8)
+    with pytest.raises(DataError, match="size mismatch"):
+        read_idx(cut)
+
+
 def test_lookup_order_data_dir_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = make_mnist_root(tmp_path / "first", n=10)
     second = make_mnist_root(tmp_path / "second", n=30)

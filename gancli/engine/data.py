@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import math
 import os
 import struct
@@ -144,8 +145,9 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- IDX files
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size.
+def read_idx(path: Path, limit: int | None = None) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzipped or raw), checking its header and size;
+    with `limit`, only its first `limit` items (a gzip file is decompressed no further).
 
     Only as many bytes as the header announces (and one more, to notice excess) are
     read, and an announcement beyond the memory free is refused: a gzip file that expands
@@ -166,15 +168,30 @@ def read_idx(path: Path) -> np.ndarray:
             if ndim == 0 or len(dims) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
             shape = struct.unpack(f">{ndim}I", dims)
-            size = math.prod(shape)
-            check_memory(size, f"{path}: its header says {shape}, which", "is it an IDX file?")
-            data = fh.read(size + 1)
+            check_memory(
+                math.prod(shape), f"{path}: its header says {shape}, which", "is it an IDX file?"
+            )
+            wanted = shape if limit is None else (min(shape[0], limit), *shape[1:])
+            out = np.empty(wanted, dtype=np.uint8)
+            got = _read_into(fh, out.data.cast("B"))
+            excess = limit is None and got == out.size and bool(fh.read(1))
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(data) != size:
-        have = f"{len(data)} bytes of images" if len(data) < size else "more bytes than that"
+    if got < out.size or excess:
+        have = f"{got} bytes of images" if got < out.size else "more bytes than that"
         raise DataError(f"{path}: IDX size mismatch: header says {shape}, file has {have}")
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    return out
+
+
+def _read_into(fh: io.BufferedIOBase, buffer: memoryview) -> int:
+    """Fill `buffer` from `fh` (short reads retried); the bytes read, fewer only at the end."""
+    got = 0
+    while got < len(buffer):
+        n = fh.readinto(buffer[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _find_file(raw_dir: Path, stem: str) -> Path | None:
@@ -242,8 +259,10 @@ def _locate(spec: IdxDataset, split: str, raw_dir: Path) -> tuple[Path, Path] | 
     return (images, labels) if images and labels else None
 
 
-def _load_idx_pair(spec: IdxDataset, split: str, images: Path, labels: Path) -> ImageSet:
-    x, y = read_idx(images), read_idx(labels)
+def _load_idx_pair(
+    spec: IdxDataset, split: str, images: Path, labels: Path, limit: int | None
+) -> ImageSet:
+    x, y = read_idx(images, limit), read_idx(labels, limit)
     if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise DataError(f"{images.parent}: images {x.shape} and labels {y.shape} do not match")
     if y.size and int(y.max()) >= len(spec.class_names):
@@ -252,24 +271,30 @@ def _load_idx_pair(spec: IdxDataset, split: str, images: Path, labels: Path) -> 
         name=spec.name,
         split=split,
         source=str(images.parent),
-        images=torch.from_numpy(x.copy()).unsqueeze(1),
+        images=torch.from_numpy(x).unsqueeze(1),
         labels=torch.from_numpy(y.astype(np.int64)),
         class_names=spec.class_names,
     )
 
 
-def _search(spec: IdxDataset, split: str, dirs: list[tuple[str, Path]]) -> ImageSet | None:
+def _search(
+    spec: IdxDataset, split: str, dirs: list[tuple[str, Path]], limit: int | None
+) -> ImageSet | None:
     for _, raw_dir in dirs:
         found = _locate(spec, split, raw_dir)
         if found:
-            return _load_idx_pair(spec, split, *found)
+            return _load_idx_pair(spec, split, *found, limit)
     return None
 
 
 def load_idx_dataset(
-    name: str, split: str, data_dir: str | Path | None, other_split: bool = False
+    name: str,
+    split: str,
+    data_dir: str | Path | None,
+    other_split: bool = False,
+    limit: int | None = None,
 ) -> ImageSet:
-    """Find a named IDX dataset and read it.
+    """Find a named IDX dataset and read it, only its first `limit` images when given.
 
     Looks only in --data-dir when it is given (see given_raw_dir); otherwise in
     $GANCLI_DATA_DIR, the user cache and Debian's dataset folder, then downloads into the
@@ -281,17 +306,17 @@ def load_idx_dataset(
         dirs = [("--data-dir", given_raw_dir(spec, data_dir))]
     else:
         dirs = raw_dirs(spec)
-    found = _search(spec, split, dirs)
+    found = _search(spec, split, dirs, limit)
     if found:
         return found
     tried = [f"{raw_dir} ({how})" for how, raw_dir in dirs]
     if data_dir is None:
-        found = _download(spec, split, tried)
+        found = _download(spec, split, tried, limit)
         if found:
             return found
     if other_split:
         for other in (s for s in spec.files if s != split):
-            found = _search(spec, other, dirs)
+            found = _search(spec, other, dirs, limit)
             if found:
                 found.notes.append(
                     f"{name}: no {split} split found, so this run uses the {other} split "
@@ -304,7 +329,7 @@ def load_idx_dataset(
     )
 
 
-def _download(spec: IdxDataset, split: str, tried: list[str]) -> ImageSet | None:
+def _download(spec: IdxDataset, split: str, tried: list[str], limit: int | None) -> ImageSet | None:
     """The split downloaded into the user cache, where allowed; None (and what happened
     added to `tried`) otherwise."""
     cache = user_cache_dir()
@@ -322,7 +347,7 @@ def _download(spec: IdxDataset, split: str, tried: list[str]) -> ImageSet | None
         reason = str(exc).splitlines()[0] if str(exc) else ""
         tried.append(f"download into {cache} failed ({type(exc).__name__}: {reason})")
         return None
-    found = _search(spec, split, [("user cache", cache / spec.folder / "raw")])
+    found = _search(spec, split, [("user cache", cache / spec.folder / "raw")], limit)
     if not found:
         tried.append(f"download into {cache} (finished, but the files are not there)")
     return found
@@ -396,7 +421,8 @@ def load_dataset(
     elif name == "digits":
         data = load_digits(split, config.limit)
     elif name in DATASETS:
-        data = load_idx_dataset(name, split, data_dir, other_split=split == "train")
+        other_split = split == "train"
+        data = load_idx_dataset(name, split, data_dir, other_split, config.limit)
     else:
         known = ", ".join([*DATASETS, *BUILT_IN, "folder:PATH"])
         raise DataError(f"data.dataset: unknown dataset '{name}'; known: {known}")
