@@ -19,7 +19,9 @@ written as tutorials write it:
   forward for the G step, weight clipping or the usual autograd.grad gradient penalty;
 - as a script, after each epoch: a grid of samples of fixed noise saved with
   torchvision.utils.save_image, and torch.save of G, D and both optimisers. It prints
-  one JSON line at the end: its training seconds (the steps alone), steps and images.
+  one JSON line at the end: its training seconds (the steps alone), steps, images and
+  the time each epoch ended. With --keep-epochs each epoch's G is kept as
+  epoch_NNNN_g.pt (benchmarks/time_to_quality.py scores them).
 
 What a tutorial does not have and TutorialLoop leaves out: gancli's EMA of G and its
 k-means self-conditioning (a self-conditioned preset's real batches use their class
@@ -33,6 +35,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -185,16 +188,19 @@ class TutorialLoop:
 # --------------------------------------------------------------------------- the script
 
 
-def train(config: Config, data: ImageSet, threads: int, out: Path) -> dict[str, float]:
+def train(
+    config: Config, data: ImageSet, threads: int, out: Path, keep_epochs: bool = False
+) -> dict[str, Any]:
     """Train for config.training.epochs as a tutorial does, saving a grid and a checkpoint
-    after each epoch; the seconds spent in training steps, the steps and the images."""
+    after each epoch; the seconds spent in training steps, the steps, the images and the
+    Unix time at which each epoch's checkpoint was written."""
     loop = TutorialLoop(config, data, threads)
     cfg, n_critic = config.training, config.objective.n_critic
     steps_per_epoch = len(data) // cfg.batch_size // n_critic  # as gancli counts them
     fixed_noise = torch.randn(cfg.grid_size, config.model.z_dim)
     fixed_labels = torch.arange(cfg.grid_size) % loop.num_labels if loop.num_labels else None
     out.mkdir(parents=True, exist_ok=True)
-    seconds = 0.0
+    seconds, epoch_ends = 0.0, []
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         for _ in range(steps_per_epoch):
@@ -215,11 +221,15 @@ def train(config: Config, data: ImageSet, threads: int, out: Path) -> dict[str, 
             },
             out / "checkpoint.pt",
         )
+        if keep_epochs:
+            torch.save(loop.g.state_dict(), out / f"epoch_{epoch + 1:04d}_g.pt")
+        epoch_ends.append(time.time())
     steps = steps_per_epoch * cfg.epochs
     return {
         "train_seconds": seconds,
         "steps": steps,
         "images": steps * cfg.batch_size * n_critic,
+        "epoch_ends": epoch_ends,
     }
 
 
@@ -233,11 +243,12 @@ def main() -> None:
         "--threads", type=int, default=torch.get_num_threads(), help="torch threads"
     )
     parser.add_argument("--data-dir", help="data root, as gancli's --data-dir")
+    parser.add_argument("--keep-epochs", action="store_true", help="keep each epoch's G")
     args = parser.parse_args()
     flags = {"training.epochs": args.epochs, "data.limit": args.limit}
     config = load_config(args.preset, flags=flags)
     data = load_dataset(config.data, args.data_dir)
-    print(json.dumps(train(config, data, args.threads, args.out)))
+    print(json.dumps(train(config, data, args.threads, args.out, args.keep_epochs)))
 
 
 if __name__ == "__main__":
