@@ -223,11 +223,13 @@ def main() -> None:
         "machine": machine(),
         "threads": args.threads,
         "epochs": args.epochs,
-        "presets": [bench_preset(p, args, judge) for p in presets],
+        "presets": [],
     }
-    report["seconds"] = time.perf_counter() - started
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(render(report))
+    for preset in presets:  # the files are rewritten after each: a long run can be cut short
+        report["presets"].append(bench_preset(preset, args, judge))
+        report["seconds"] = time.perf_counter() - started
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(render(report))
     print(render(report))
 
 
