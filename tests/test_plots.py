@@ -124,6 +124,10 @@ def test_loss_charts_are_inline_svg_with_the_epoch_ends() -> None:
         assert chart.count('stroke-dasharray="3 3"') == 3
         assert re.findall(r">(\d)</text>", chart)[-3:] == ["1", "2", "3"]
     assert loss_charts([]) == []
+    log.append({"kind": "eval", "epoch": 3, "step": 24, "fid": 5.0, "coverage": 9})
+    charts = loss_charts(log)
+    assert len(charts) == 4  # FID and classes covered, once evaluated during training
+    assert all(chart.count("<circle") == 1 for chart in charts[2:])  # one dot a check
 
 
 def test_nice_ticks() -> None:

@@ -196,6 +196,9 @@ class TensorBoardLog(Listener):
         for key, tag in TENSORBOARD_TAGS.items():
             if record.get(key) is not None:
                 writer.add_scalar(tag, record[key], record["step"])
+        # On disk with its metrics line: a run stopped or failed before its end (which
+        # closes the writer) keeps every line in both.
+        writer.flush()
 
     def on_epoch_end(self, end: EpochEnd) -> None:
         from torchvision.utils import make_grid

@@ -296,10 +296,10 @@ def _grey(opacity: float) -> str:
 
 
 def loss_charts(records: list[dict[str, Any]]) -> list[str]:
-    """The losses and D's outputs of a run's step records as two SVG drawings (none when
-    no step has been logged yet), with the ends of epochs marked."""
+    """The panels of loss_panels as SVG drawings (none when no step has been logged yet),
+    with the ends of epochs marked."""
     marks = epoch_marks(records)
-    return [svg_chart(layout(panel, marks), panel.title) for panel in loss_panels(records)[:2]]
+    return [svg_chart(layout(panel, marks), panel.title) for panel in loss_panels(records)]
 
 
 def svg_chart(drawing: Drawing, title: str) -> str:
