@@ -157,7 +157,7 @@ def _minutes(entry: dict[str, Any] | None) -> str:
 
 
 def _fids(epochs: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{e['fid']:.1f}" for e in epochs)
+    return ", ".join(f"{e['fid']:.3g}" for e in epochs)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -190,7 +190,7 @@ def render(report: dict[str, Any]) -> str:
         to_target = gan["minutes"] / tut["minutes"] if gan and tut else None
         lines.append(
             f"| {p['preset']} | {whole:.2f} | {_fids(p['tutorial']['epochs'])} | "
-            f"{p['target_fid']:.1f} | {_minutes(tut)} | {_fids(p['gancli']['epochs'])} | "
+            f"{p['target_fid']:.3g} | {_minutes(tut)} | {_fids(p['gancli']['epochs'])} | "
             f"{_minutes(gan)} | {'-' if share is None else f'{share:.2f}'} | "
             f"{'-' if to_target is None else f'{to_target:.2f}'} |"
         )
