@@ -238,7 +238,8 @@ def _start_line(info: dict[str, Any]) -> str:
         where += f", {info['precision']} autocast"
     return (
         f"run {info['run_dir']} on {where}), "
-        f"{info['dataset']}, {info['epochs']} epochs x {info['steps_per_epoch']} steps{resumed}"
+        f"{info['dataset']}, {info['epochs']} epoch{'s' if info['epochs'] != 1 else ''} x "
+        f"{info['steps_per_epoch']} steps{resumed}"
     )
 
 

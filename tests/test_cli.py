@@ -61,6 +61,7 @@ def test_plain_output_off_a_terminal_has_no_control_codes(tmp_path: Path) -> Non
     assert "\x1b" not in result.output and "\r" not in result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"run {tmp_path / 'x-001'} on cpu")
+    assert ", 1 epoch x 8 steps" in lines[0]
     assert lines[-2].startswith("epoch 1/1  step 8  loss_d ")  # after any notes
     assert lines[-1].startswith("done: 1 epoch, 8 steps in ")
 
