@@ -36,7 +36,7 @@ from commands import TUTORIAL, run_command, size_flags
 from throughput import RESULTS, ROOT, machine
 
 from gancli.engine.config import Config, load_config
-from gancli.engine.data import load_dataset
+from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.evaluator import evaluation_splits, load_evaluator
 from gancli.engine.models import build_models
 from gancli.engine.runtime import default_threads
@@ -63,11 +63,11 @@ class Judge:
 
 
 def tutorial_generator(
-    config: Config, weights: Path, epoch: int, data_dir: Path
+    config: Config, weights: Path, epoch: int, data: ImageSet
 ) -> TrainedGenerator:
-    """A G trained by tutorial.py, as `gancli sample` would hold it. A self-conditioned
-    preset's tutorial loop used class numbers as cluster numbers: its prior is the classes'."""
-    data = load_dataset(config.data, data_dir)
+    """A G trained by tutorial.py on `data`, as `gancli sample` would hold it. A
+    self-conditioned preset's tutorial loop used class numbers as cluster numbers: its
+    prior is the classes'."""
     classes = len(data.class_names)
     g, _ = build_models(config.model, data.image_shape, classes)
     g.load_state_dict(torch.load(weights, weights_only=True))
@@ -92,10 +92,11 @@ def bench_tutorial(
     started = time.time()
     result = run_command(command, tmp / "tutorial")
     printed = json.loads(result["stdout"].strip().splitlines()[-1])
-    config = load_config(preset)
+    config = load_config(preset, flags={"data.limit": args.limit})
+    data = load_dataset(config.data, args.data_dir)  # the images the tutorial trained on
     epochs = []
     for epoch, ended in enumerate(printed["epoch_ends"], start=1):
-        g = tutorial_generator(config, out / f"epoch_{epoch:04d}_g.pt", epoch, args.data_dir)
+        g = tutorial_generator(config, out / f"epoch_{epoch:04d}_g.pt", epoch, data)
         epochs.append({"epoch": epoch, "minutes": (ended - started) / 60, "fid": judge.fid(g)})
         print(f"  tutorial epoch {epoch}: FID {epochs[-1]['fid']}", flush=True)
     shutil.rmtree(out)

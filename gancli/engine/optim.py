@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 StateDict = dict[str, Any]
+Tensors = list[torch.Tensor]
 
 
 class Optimizer:
@@ -58,16 +59,11 @@ class Optimizer:
             torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)
         else:
             torch._foreach_add_(steps, 1)
-        slots = {name: [s[name] for s in states] for name in self.slots}
-        self._update(params, grads, steps, slots)
+        self._update(params, grads, {name: [s[name] for s in states] for name in states[0]})
 
-    def _update(
-        self,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        steps: list[torch.Tensor],
-        slots: dict[str, list[torch.Tensor]],
-    ) -> None:
+    def _update(self, params: Tensors, grads: Tensors, state: dict[str, Tensors]) -> None:
+        """Update `params` from `grads`; `state` holds, one tensor per parameter, the step
+        counts (already advanced) and each of the slots."""
         raise NotImplementedError
 
     def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -162,17 +158,11 @@ class Adam(Optimizer):
     def _step_device(self, p: torch.Tensor) -> torch.device:
         return p.device  # the fused kernel reads the step count where the weights are
 
-    def _update(
-        self,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        steps: list[torch.Tensor],
-        slots: dict[str, list[torch.Tensor]],
-    ) -> None:
+    def _update(self, params: Tensors, grads: Tensors, state: dict[str, Tensors]) -> None:
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
         torch._fused_adam_(
-            params, grads, slots["exp_avg"], slots["exp_avg_sq"], [], steps,
+            params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"],
             lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
             amsgrad=False, maximize=False,
         )  # fmt: skip
@@ -191,15 +181,9 @@ class RMSprop(Optimizer):
             capturable=False, foreach=True, maximize=False, differentiable=False,
         )  # fmt: skip
 
-    def _update(
-        self,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        steps: list[torch.Tensor],
-        slots: dict[str, list[torch.Tensor]],
-    ) -> None:
+    def _update(self, params: Tensors, grads: Tensors, state: dict[str, Tensors]) -> None:
         group = self.param_groups[0]
-        alpha, square_avgs = group["alpha"], slots["square_avg"]
+        alpha, square_avgs = group["alpha"], state["square_avg"]
         torch._foreach_mul_(square_avgs, alpha)
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
         avg = torch._foreach_sqrt(square_avgs)

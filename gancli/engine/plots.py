@@ -15,6 +15,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageDraw, ImageFont
+
 from gancli.engine.files import atomic_write
 
 MAX_EPOCH_MARKS = 20  # more lines than this turn a long run's plot into a grey smear
@@ -197,8 +199,6 @@ def plot_losses(records: list[dict[str, Any]], out: Path, title: str = "") -> No
     panels = loss_panels(records)
     if not panels:
         return
-    from PIL import Image, ImageDraw
-
     marks = epoch_marks(records)
     k = PNG_SCALE * _SUPERSAMPLE
     top = _TITLE_HEIGHT if title else 0
@@ -218,8 +218,6 @@ class _Pen:
     """Draws a layout's units onto a Pillow image, `k` pixels a unit, black on white."""
 
     def __init__(self, draw: Any, k: float):
-        from PIL import ImageFont
-
         self.draw, self.k = draw, k
         self.fonts = {
             px: ImageFont.load_default(size=px) for px in (round(FONT_SIZE * k), round(15 * k))
@@ -256,8 +254,6 @@ class _Pen:
                 self.draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
 
     def label(self, label: Label, y0: float, size: int = FONT_SIZE) -> None:
-        from PIL import Image, ImageDraw
-
         font = self.fonts[round(size * self.k)]
         ascent, descent = _metrics(font)
         length = self.draw.textlength(label.text, font=font)
