@@ -50,7 +50,8 @@ def test_inspect_run_json(trained_runs: dict[str, Path]) -> None:
     assert arch["generator"]["layers"][-1]["output"] == [1, 28, 28]
     # projection conditioning: the image goes in alone, the label meets D's last features
     assert arch["discriminator"]["layers"][0]["layer"] == "Conv2d(1->64, k4 s2 p1)"
-    assert arch["discriminator"]["layers"][-1]["layer"] == "embed: Linear(10->6272)"
+    assert arch["discriminator"]["layers"][-2]["layer"] == "FullConv2d(128->1, k7 s1 p0)"
+    assert arch["discriminator"]["layers"][-1]["layer"] == "embed: ClassEmbedding(10->6272)"
     assert "progress.gif" in report["files"]
 
 

@@ -10,6 +10,7 @@ from gancli.engine.config import ModelConfig
 from gancli.engine.errors import ConfigError
 from gancli.engine.models import (
     ClassBatchNorm2d,
+    FullConv2d,
     activations_per_sample,
     build_models,
     dcgan_geometry,
@@ -117,20 +118,26 @@ def test_conditional_inputs_widen_the_first_layers() -> None:
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
-def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str) -> None:
+@pytest.mark.parametrize("classes", [10, 200])  # 200: the labels' columns are gathered
+def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str, classes: int) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(arch=arch, conditional=True, d_conditioning="projection")
+    cfg = ModelConfig(
+        arch=arch,
+        conditional=classes == 10,
+        clusters=0 if classes == 10 else classes,
+        d_conditioning="projection",
+    )
     _, d = build_models(cfg, (1, 28, 28), 10)
     assert d.input_classes == 0  # the image goes in alone
     d.eval()
-    x, labels = torch.randn(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    x, labels = torch.randn(3, 1, 28, 28), torch.tensor([0, 4, classes - 1])
     phi = d.net[:-1](x.flatten(1) if arch == "mlp" else x)
     # D(x, y) = w . phi(x) + b + e_y . phi(x), with e_y the label's column of the embedding
     expected = d.net[-1](phi).view(-1) + (d.embed.weight.T[labels] * phi.flatten(1)).sum(1)
     torch.testing.assert_close(d(x, labels), expected)
     assert not torch.allclose(d(x, labels), d(x, torch.tensor([1, 1, 1])))
     # a soft label mixes the class scores linearly (walks between classes)
-    half = torch.full((3, 10), 0.0)
+    half = torch.full((3, classes), 0.0)
     half[:, 2] = half[:, 5] = 0.5
     mean = (d(x, torch.full((3,), 2)) + d(x, torch.full((3,), 5))) / 2
     torch.testing.assert_close(d(x, half), mean)
@@ -158,6 +165,55 @@ def test_first_generator_layer_computed_as_a_matrix_product(bias: bool) -> None:
     out.sum().backward()
     assert layer.weight.grad is not None
     assert layer.weight.grad.stride() == layer.weight.stride()
+
+
+def test_last_discriminator_layer_computed_as_a_matrix_product() -> None:
+    torch.manual_seed(0)
+    _, d = build_models(ModelConfig(arch="dcgan"), (1, 28, 28), 10)
+    layer = d.net[-1]
+    assert isinstance(layer, FullConv2d)
+    conv = nn.Conv2d(128, 1, 7)
+    conv.load_state_dict(layer.state_dict())  # same parameters, same checkpoint keys
+    for layout in (torch.contiguous_format, torch.channels_last):
+        layer.to(memory_format=layout)
+        conv.to(memory_format=layout)
+        x = torch.randn(6, 128, 7, 7).contiguous(memory_format=layout)
+        x_a, x_b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out = layer(x_a)
+        torch.testing.assert_close(out, conv(x_b))
+        (out * torch.arange(6.0)[:, None, None, None]).sum().backward()
+        (conv(x_b) * torch.arange(6.0)[:, None, None, None]).sum().backward()
+        torch.testing.assert_close(x_a.grad, x_b.grad)
+        torch.testing.assert_close(layer.weight.grad, conv.weight.grad)
+        torch.testing.assert_close(layer.bias.grad, conv.bias.grad)
+        assert x_a.grad is not None and x_a.grad.is_contiguous(memory_format=layout)
+        layer.zero_grad()
+        conv.zero_grad()
+    # any other input size is an ordinary convolution
+    bigger = torch.randn(2, 128, 9, 9)
+    torch.testing.assert_close(layer(bigger), conv(bigger))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_generator_input_with_many_classes_gathers_the_label_rows(
+    layout: torch.memory_format,
+) -> None:
+    torch.manual_seed(0)
+    g, _ = build_models(ModelConfig(arch="dcgan", clusters=200), (1, 28, 28), 10)
+    layer = g.net[0].to(memory_format=layout)
+    conv = nn.ConvTranspose2d(300, layer.out_channels, 7, 1, 0, bias=False)
+    conv.load_state_dict(layer.state_dict())
+    z, labels = torch.randn(5, 100), torch.tensor([0, 7, 7, 150, 199])
+    joined = torch.cat([z, nn.functional.one_hot(labels, 200).float()], 1)[:, :, None, None]
+    out = layer(z, labels=labels)
+    torch.testing.assert_close(out, conv(joined))
+    assert out.is_contiguous(memory_format=layout)
+    out.square().sum().backward()
+    conv(joined).square().sum().backward()
+    assert layer.weight.grad is not None and conv.weight.grad is not None
+    torch.testing.assert_close(layer.weight.grad, conv.weight.grad)
+    # the joined input is still taken as it was: one matrix product
+    torch.testing.assert_close(layer(joined), conv(joined))
 
 
 def test_dcgan_init_and_width_multipliers() -> None:

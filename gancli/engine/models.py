@@ -22,6 +22,7 @@ from gancli.engine.errors import ConfigError
 MLP_G_HIDDEN = (256, 512, 1024)
 MLP_D_HIDDEN = (1024, 512, 256)
 DCGAN_BASE_CHANNELS = 64  # ngf and ndf at width 1.0
+GATHER_FROM_CLASSES = 32  # from this many classes on, class rows are gathered (_class_rows)
 
 
 class MLPGenerator(nn.Module):
@@ -72,11 +73,11 @@ class MLPDiscriminator(nn.Module):
             fan_in += 1
         layers += [nn.Linear(fan_in, 1)]
         self.net = nn.Sequential(*layers)
-        self.embed = nn.Linear(self.num_classes, fan_in, bias=False) if projected else None
+        self.embed = ClassEmbedding(self.num_classes, fan_in) if projected else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = _with_label(x.flatten(1), labels, self.input_classes)
-        return _project(self.net, self.embed, x, labels, self.num_classes)
+        return _project(self.net, self.embed, x, labels)
 
 
 class DCGANGenerator(nn.Module):
@@ -96,7 +97,7 @@ class DCGANGenerator(nn.Module):
         bias = cfg.g_norm == "none"  # batch norm's shift makes a conv bias redundant
         # (z_dim + classes) x 1 x 1 -> width x base x base
         layers: list[nn.Module] = [
-            ProjectNoise(cfg.z_dim + self.num_classes, width, base, 1, 0, bias=bias),
+            ProjectNoise(cfg.z_dim, self.num_classes, width, base, bias=bias),
             *_norm_2d_g(cfg.g_norm, width, self.num_classes),
             nn.ReLU(inplace=True),
         ]
@@ -114,12 +115,10 @@ class DCGANGenerator(nn.Module):
         self.class_norms = cfg.g_norm == "class-batch"
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = _with_label(z.flatten(1), labels, self.num_classes)
-        if not self.class_norms:
-            return self.net(z[:, :, None, None])
-        classes = z[:, -self.num_classes :]  # the one-hot (or soft) labels just joined on
-        h = z[:, :, None, None]
-        for layer in self.net:
+        layers = iter(self.net)
+        h = next(layers)(z.flatten(1), labels=labels)  # ProjectNoise joins the labels
+        classes = _one_hot(labels, self.num_classes, z) if self.class_norms else None
+        for layer in layers:
             h = layer(h, classes) if isinstance(layer, ClassBatchNorm2d) else layer(h)
         return h
 
@@ -146,27 +145,86 @@ class ClassBatchNorm2d(nn.Module):
 
 
 class ProjectNoise(nn.ConvTranspose2d):
-    """The generator's first layer: a k x k transposed convolution of a 1 x 1 input.
+    """The generator's first layer: a k x k transposed convolution of a 1 x 1 input, z
+    with the one-hot label joined on (z_dim + num_classes input channels).
 
     On a 1 x 1 input that convolution is a matrix product, z (N, C) @ W (C, out*k*k), and
     computing it as one is several times faster on a CPU than the convolution kernels
     (which do not special-case it). Same parameters, same state_dict, same results.
+    Called with `labels`, z is the noise alone and the layer joins the labels itself;
+    with many classes it never builds the join (see _class_rows).
     """
 
-    def forward(self, z: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if z.shape[-2:] != (1, 1):
-            return super().forward(z, output_size)
+    def __init__(self, z_dim: int, num_classes: int, out_channels: int, side: int, bias: bool):
+        super().__init__(z_dim + num_classes, out_channels, side, 1, 0, bias=bias)
+        self.num_classes = num_classes
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        output_size: list[int] | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if z.dim() == 4:
+            if z.shape[-2:] != (1, 1):
+                return super().forward(z, output_size)
+            z = z.flatten(1)
         # The weight is (C, out, k, k). Read it in its own memory order, so that neither it
         # nor its gradient is copied, and give the output that order: channels_last weights
         # (the trainer's) give a channels_last output, as the convolution would.
         weight = self.weight.permute(0, 2, 3, 1)  # a view of channels_last memory
-        if weight.is_contiguous():
-            out = torch.mm(z.flatten(1), weight.flatten(1))
+        channels_last = weight.is_contiguous()
+        weight = weight.flatten(1) if channels_last else self.weight.flatten(1)
+        if labels is None or not self.num_classes:  # z is the whole input
+            out = torch.mm(z, weight)
+        elif _gathers(labels, self.num_classes):
+            z_dim = z.shape[1]
+            rows = _class_rows(weight[z_dim:], labels, self.num_classes)
+            out = torch.mm(z, weight[:z_dim]) + rows
+        else:
+            out = torch.mm(_with_label(z, labels, self.num_classes), weight)
+        if channels_last:
             out = out.view(-1, *self.kernel_size, self.out_channels).permute(0, 3, 1, 2)
         else:
-            out = torch.mm(z.flatten(1), self.weight.flatten(1))
             out = out.view(-1, self.out_channels, *self.kernel_size)
         return out if self.bias is None else out + self.bias[:, None, None]
+
+
+class ClassEmbedding(nn.Linear):
+    """Projection conditioning's class embedding: a bias-free linear layer on the one-hot
+    label, called with the labels themselves (indices, or soft labels for class walks),
+    so that with many classes it picks the labels' columns instead (see _class_rows)."""
+
+    def __init__(self, num_classes: int, features: int):
+        super().__init__(num_classes, features, bias=False)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return _class_rows(self.weight.t(), labels, self.in_features)
+
+
+class FullConv2d(nn.Conv2d):
+    """D's last layer: a convolution whose kernel covers its whole input map.
+
+    On an input the size of its kernel (and no padding), that convolution is a matrix
+    product, x (N, C*k*k) @ W (out, C*k*k)^T, and computed as one it runs several times
+    faster on a CPU (128 x 7 x 7 -> 1 at batch 128, forward and backward: 5.8 ms as a
+    convolution, 0.8 ms as a product). Same parameters, same state_dict; the results
+    differ from the convolution's only by float rounding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        whole_map = x.shape[-2:] == self.kernel_size and self.padding == (0, 0)
+        if not whole_map or self.dilation != (1, 1) or self.groups != 1:
+            return super().forward(x)
+        if _channels_last(x):  # flatten both in channels-last order: views, no copies
+            flat = x.permute(0, 2, 3, 1).flatten(1)
+            weight = self.weight.permute(0, 2, 3, 1).flatten(1)
+        else:
+            flat, weight = x.flatten(1), self.weight.flatten(1)
+        out = torch.mm(flat, weight.t())
+        if self.bias is not None:
+            out = out + self.bias
+        return out[:, :, None, None]
 
 
 class DCGANDiscriminator(nn.Module):
@@ -201,16 +259,16 @@ class DCGANDiscriminator(nn.Module):
             layers += [MinibatchStdDev(cfg.d_mbstd_group)]
             width += 1
         # width x base x base -> 1 x 1 x 1
-        layers += [nn.Conv2d(width, 1, base, 1, 0)]
+        layers += [FullConv2d(width, 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
         features = width * base * base
-        self.embed = nn.Linear(self.num_classes, features, bias=False) if projected else None
+        self.embed = ClassEmbedding(self.num_classes, features) if projected else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.input_classes:
             maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
-        return _project(self.net, self.embed, x, labels, self.num_classes)
+        return _project(self.net, self.embed, x, labels)
 
 
 class MinibatchStdDev(nn.Module):
@@ -385,6 +443,32 @@ def _one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) 
     return F.one_hot(labels, num_classes).to(like.dtype)
 
 
+def _class_rows(
+    weight: torch.Tensor, labels: torch.Tensor | None, num_classes: int
+) -> torch.Tensor:
+    """one_hot(labels) @ weight: the rows of `weight` (classes, F) that the labels pick.
+
+    With many classes, picking the rows is much cheaper than the product with the one-hot
+    matrix, whose cost grows with the class count: for 200 classes, 6272 features and
+    batch 128, forward and backward take 5.6 ms instead of 8.9 ms; with 10 classes the
+    product is as fast or faster. The values are the same either way (a one-hot product
+    adds exact zeros); soft labels (class walks) always take the product.
+    """
+    if labels is None or not _gathers(labels, num_classes):
+        return _one_hot(labels, num_classes, weight) @ weight
+    if weight.is_contiguous():  # whole rows
+        return weight.index_select(0, labels)
+    # (F, classes) memory, a Linear's weight: each of its rows is read once, in order
+    return weight.t().index_select(1, labels).t()
+
+
+def _gathers(labels: torch.Tensor | None, num_classes: int) -> bool:
+    """Whether _class_rows gathers rows (many classes, class indices) or takes the product."""
+    return (
+        labels is not None and not labels.is_floating_point() and num_classes >= GATHER_FROM_CLASSES
+    )
+
+
 def _with_label(
     vectors: torch.Tensor, labels: torch.Tensor | None, num_classes: int
 ) -> torch.Tensor:
@@ -396,10 +480,9 @@ def _with_label(
 
 def _project(
     net: nn.Sequential,
-    embed: nn.Linear | None,
+    embed: ClassEmbedding | None,
     x: torch.Tensor,
     labels: torch.Tensor | None,
-    num_classes: int,
 ) -> torch.Tensor:
     """D's score per sample: its last layer on its features, plus, with projection
     conditioning, the inner product of those features with the label's embedding
@@ -414,7 +497,7 @@ def _project(
     layout = torch.channels_last if features.dim() == 4 else torch.contiguous_format
     if not features.is_contiguous(memory_format=layout):
         layout = torch.contiguous_format
-    embedded = embed(_one_hot(labels, num_classes, x)).view(features.shape)
+    embedded = embed(labels).view(features.shape)
     inner = embedded.contiguous(memory_format=layout) * features
     return score + inner.sum(dim=tuple(range(1, inner.dim())))
 
