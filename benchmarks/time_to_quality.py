@@ -43,7 +43,7 @@ from gancli.engine.runtime import default_threads
 from gancli.engine.sampling import TrainedGenerator, load_generator
 from gancli.engine.scoring import Scorer, generated_images
 
-PRESETS = ("gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist")
+PRESETS = ("gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist", "modern-mnist")
 N, SEED = 10_000, 0
 TARGET_FACTOR = 2.0  # the target: this times the tutorial loop's final FID
 GOAL = 0.5  # the aim: gancli's time to the target at most this share of the loop's
