@@ -152,7 +152,8 @@ class ProjectNoise(nn.ConvTranspose2d):
     computing it as one is several times faster on a CPU than the convolution kernels
     (which do not special-case it). Same parameters, same state_dict, same results.
     Called with `labels`, z is the noise alone and the layer joins the labels itself;
-    with many classes it never builds the join (see _class_rows).
+    with many classes it never builds the join (see _class_rows), which changes the
+    results by float rounding only.
     """
 
     def __init__(self, z_dim: int, num_classes: int, out_channels: int, side: int, bias: bool):
