@@ -1,4 +1,5 @@
 """Usage: python benchmarks/time_to_quality.py [--presets gan-mnist,dcgan-mnist] [--epochs 5]
+[--append]
 
 Time to good samples, as a user feels it: per MNIST preset, the wall minutes on this
 machine until the evaluator's FID first reaches twice the FID that the tutorial-style loop
@@ -17,7 +18,9 @@ for gancli and for that loop itself.
 - An epoch is the unit: a target met within an epoch counts at that epoch's end.
 - Scoring happens between the processes and is in neither figure.
 
-Writes benchmarks/results/time_to_quality.md and .json.
+Writes benchmarks/results/time_to_quality.md and .json; with --append, the presets
+measured replace their rows of the existing files and the other rows stay, each with the
+time it was measured.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ def bench_preset(preset: str, args: argparse.Namespace, judge: Judge) -> dict[st
     }
     return {
         "preset": preset,
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
         "target_fid": round(target, 3),
         "tutorial": tutorial,
         "gancli": gancli,
@@ -178,10 +182,10 @@ def render(report: dict[str, Any]) -> str:
         "- the unit is an epoch: a target met within one counts at its end",
         f"- whole run {report['seconds'] / 60:.0f} min",
         "",
-        f"| preset | tutorial, {report['epochs']} epochs: min | tutorial FID by epoch | "
+        f"| preset | measured | tutorial, {report['epochs']} epochs: min | tutorial FID by epoch | "
         "target FID | tutorial min to target | gancli FID by epoch | gancli min to target | "
         f"gancli / tutorial {report['epochs']} epochs | gancli / tutorial to target |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     verdicts = []
     for p in report["presets"]:
@@ -190,7 +194,8 @@ def render(report: dict[str, Any]) -> str:
         share = gan["minutes"] / whole if gan else None
         to_target = gan["minutes"] / tut["minutes"] if gan and tut else None
         lines.append(
-            f"| {p['preset']} | {whole:.2f} | {_fids(p['tutorial']['epochs'])} | "
+            f"| {p['preset']} | {p.get('measured', m['date'])} | {whole:.2f} | "
+            f"{_fids(p['tutorial']['epochs'])} | "
             f"{p['target_fid']:.3g} | {_minutes(tut)} | {_fids(p['gancli']['epochs'])} | "
             f"{_minutes(gan)} | {'-' if share is None else f'{share:.2f}'} | "
             f"{'-' if to_target is None else f'{to_target:.2f}'} |"
@@ -204,6 +209,23 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", "Targets:", "", *verdicts, ""])
 
 
+def _kept_rows(args: argparse.Namespace, presets: list[str]) -> tuple[list[dict[str, Any]], float]:
+    """With --append: the existing report's rows of other presets (each with the time it was
+    measured) and that report's seconds; else nothing."""
+    existing = args.out.with_suffix(".json")
+    if not args.append or not existing.exists():
+        return [], 0.0
+    old = json.loads(existing.read_text())
+    if old["epochs"] != args.epochs:
+        raise SystemExit(f"{existing}: measured with --epochs {old['epochs']}, not {args.epochs}")
+    kept = [
+        {**p, "measured": p.get("measured", old["machine"]["date"])}
+        for p in old["presets"]
+        if p["preset"] not in presets
+    ]
+    return kept, float(old["seconds"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets")
@@ -212,6 +234,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=RESULTS / "time_to_quality")
     parser.add_argument("--limit", type=int, help="the first N images only: a check of this script")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the other presets' rows of the --out files"
+    )
     args = parser.parse_args()
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     for preset in presets:
@@ -220,15 +245,16 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     judge = Judge(load_config(presets[0]), args.data_dir)
+    kept, earlier_seconds = _kept_rows(args, presets)
     report: dict[str, Any] = {
         "machine": machine(),
         "threads": args.threads,
         "epochs": args.epochs,
-        "presets": [],
+        "presets": kept,
     }
     for preset in presets:  # the files are rewritten after each: a long run can be cut short
         report["presets"].append(bench_preset(preset, args, judge))
-        report["seconds"] = time.perf_counter() - started
+        report["seconds"] = earlier_seconds + time.perf_counter() - started
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         args.out.with_suffix(".md").write_text(render(report))
     print(render(report))
