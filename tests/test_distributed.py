@@ -454,8 +454,8 @@ class FakeCompiled(nn.Module):
         super().__init__()
         self._orig_mod = module
 
-    def forward(self, *args: Any) -> Any:
-        return self._orig_mod(*args)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._orig_mod(*args, **kwargs)
 
 
 def test_compile_wraps_the_training_passes_and_checkpoints_keep_plain_keys(

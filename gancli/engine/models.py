@@ -75,9 +75,11 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.embed = ClassEmbedding(self.num_classes, fan_in) if projected else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, parts: int = 1
+    ) -> torch.Tensor:
         x = _with_label(x.flatten(1), labels, self.input_classes)
-        return _project(self.net, self.embed, x, labels)
+        return _project(self.net, self.embed, x, labels, parts)
 
 
 class DCGANGenerator(nn.Module):
@@ -265,11 +267,13 @@ class DCGANDiscriminator(nn.Module):
         features = width * base * base
         self.embed = ClassEmbedding(self.num_classes, features) if projected else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, parts: int = 1
+    ) -> torch.Tensor:
         if self.input_classes:
             maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
-        return _project(self.net, self.embed, x, labels)
+        return _project(self.net, self.embed, x, labels, parts)
 
 
 class MinibatchStdDev(nn.Module):
@@ -413,11 +417,25 @@ def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def mixes_samples(module: nn.Module) -> bool:
-    """Whether a sample's output depends on the other samples of its batch (batch norm,
-    minibatch standard deviation): then real and fake must not share one forward pass."""
-    kinds = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
-    return any(isinstance(m, kinds) for m in module.modules())
+def compares_samples(layer: nn.Module) -> bool:
+    """Whether a layer's output for a sample depends on the other samples of its batch
+    (batch norm, minibatch standard deviation)."""
+    return isinstance(layer, (nn.modules.batchnorm._BatchNorm, MinibatchStdDev))
+
+
+def _through(layers: nn.Sequential, x: torch.Tensor, parts: int) -> torch.Tensor:
+    """x through `layers`. With parts > 1, x is that many equal batches joined (D's reals
+    and fakes): the layers that compare a batch's samples take each part on its own, in
+    order, so values, gradients and batch norm's running statistics are those of one pass
+    per part; every other layer runs once over the whole, as bigger matrix products."""
+    if parts == 1:
+        return layers(x)
+    for layer in layers:
+        if compares_samples(layer):
+            x = torch.cat([layer(part) for part in x.chunk(parts)])
+        else:
+            x = layer(x)
+    return x
 
 
 def has_convolutions(module: nn.Module) -> bool:
@@ -484,13 +502,14 @@ def _project(
     embed: ClassEmbedding | None,
     x: torch.Tensor,
     labels: torch.Tensor | None,
+    parts: int,
 ) -> torch.Tensor:
     """D's score per sample: its last layer on its features, plus, with projection
     conditioning, the inner product of those features with the label's embedding
-    (Miyato & Koyama 2018, eq. 3: a class-dependent last layer)."""
+    (Miyato & Koyama 2018, eq. 3: a class-dependent last layer). `parts`: see _through."""
     if embed is None:
-        return net(x).view(-1)
-    features = net[:-1](x)
+        return _through(net, x, parts).view(-1)
+    features = _through(net[:-1], x, parts)
     score = net[-1](features).view(-1)
     # The embedding in the features' memory layout, summed without flattening: flattening
     # channels_last features would copy them, and hand their backward a gradient in the

@@ -26,7 +26,7 @@ from gancli.engine.augment import Augment
 from gancli.engine.config import Config, TrainingConfig
 from gancli.engine.errors import CheckpointError
 from gancli.engine.losses import build_objective
-from gancli.engine.models import build_models, has_convolutions, mixes_samples
+from gancli.engine.models import build_models, has_convolutions
 from gancli.engine.optim import Adam, Optimizer, RMSprop
 from gancli.engine.runtime import RuntimeOptions, autocast, compiled, grad_scaler
 
@@ -103,9 +103,6 @@ class TrainState:
         self.scaler_g = grad_scaler(device, options.precision)
         self.scaler_d = grad_scaler(device, options.precision)
         self.augment = Augment(config.training.augment)
-        # Unless D compares the samples of a batch (batch norm, minibatch standard
-        # deviation), it sees real and fake in one pass: same maths, better matmuls.
-        self.joint_d_pass = not mixes_samples(self.discriminator)
         self.steps = 0  # G steps taken
         # What the step calls: G and D in DDP when distributed, compiled with --compile;
         # and for the G step the plain D, since through DDP its forward would prepare a
@@ -160,14 +157,13 @@ class TrainState:
 
         Forward passes run under autocast (--precision); losses are computed in float32.
         """
-        d = self.d_train
         with self._autocast():
-            if self.joint_d_pass:
-                d_real, d_fake = d(
-                    torch.cat([real, fake.detach()]), torch.cat([labels, labels])
-                ).chunk(2)
-            else:
-                d_real, d_fake = d(real, labels), d(fake.detach(), labels)
+            # Real and fake in one pass, as two parts: same maths as two passes (batch norm
+            # and minibatch standard deviation take each part on its own), bigger matmuls.
+            both = self.d_train(
+                torch.cat([real, fake.detach()]), torch.cat([labels, labels]), parts=2
+            )
+            d_real, d_fake = both.chunk(2)
         d_real, d_fake = d_real.float(), d_fake.float()
         loss_d = self.objective.d_loss(d_real, d_fake)
         # The penalty runs outside autocast, in float32, on the plain D:
