@@ -149,6 +149,31 @@ def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str, clas
         torch.testing.assert_close(d(x_last, labels), expected)
 
 
+def test_class_embedding_keeps_each_class_in_one_contiguous_run() -> None:
+    """The weight is a Linear's (features, classes), stored classes-major: through the
+    trainer's conversions and a training step, and back from a plain Linear's state_dict."""
+    from gancli.engine.models import ClassEmbedding
+    from gancli.engine.optim import Adam
+
+    embed = ClassEmbedding(200, 6272)
+    assert embed.weight.shape == (6272, 200) and embed.weight.t().is_contiguous()
+    plain = nn.Linear(200, 6272, bias=False)
+    embed.load_state_dict(plain.state_dict())
+    assert torch.equal(embed.weight, plain.weight) and embed.weight.t().is_contiguous()
+    embed.to(memory_format=torch.channels_last).to("cpu")
+    opt = Adam(embed.parameters(), lr=0.1)
+    labels = torch.tensor([3, 3, 199])
+    rows = embed(labels)
+    torch.testing.assert_close(rows, plain.weight.t()[labels])
+    rows.sum().backward()
+    assert embed.weight.grad is not None and embed.weight.grad.t().is_contiguous()
+    assert torch.equal(embed.weight.grad[:, 3], torch.full((6272,), 2.0))  # class 3 twice
+    opt.step()
+    assert embed.weight.t().is_contiguous()
+    assert not torch.equal(embed.weight[:, 3], plain.weight[:, 3])  # the picked columns moved
+    assert torch.equal(embed.weight[:, 0], plain.weight[:, 0])  # the others did not
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_first_generator_layer_computed_as_a_matrix_product(bias: bool) -> None:
     torch.manual_seed(0)
