@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancli.engine.config import ObjectiveConfig
+from gancli.engine.convolution import input_gradient
 
 
 class Objective:
@@ -67,9 +68,7 @@ def zero_centred_penalty(
 ) -> torch.Tensor:
     """0.5 E[||grad_x D(x)||^2] over `images`: R1 on reals, R2 on fakes (Mescheder et al.
     2018, eq. 9, with their gamma / 2 convention; the weight gamma is applied by the caller)."""
-    images = images.detach().requires_grad_(True)
-    out = discriminator(images, labels)
-    (grad,) = torch.autograd.grad(out.sum(), images, create_graph=True)
+    grad = input_gradient(discriminator, images, labels)
     return 0.5 * grad.square().flatten(1).sum(1).mean()
 
 
@@ -129,10 +128,7 @@ class WassersteinGP(_Wasserstein):
         # One mixing weight per sample, broadcast over every other dimension.
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
         eps = torch.rand(shape, device=real.device, dtype=real.dtype)
-        mixed = torch.lerp(fake.detach(), real, eps)
-        mixed.requires_grad_(True)
-        out = discriminator(mixed, labels)
-        (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+        grad = input_gradient(discriminator, torch.lerp(fake.detach(), real, eps), labels)
         norm = grad.flatten(1).norm(2, dim=1)
         gp = self.cfg.gp_weight * (norm - 1.0).pow(2).mean()
         zero_centred = super().penalty(discriminator, real, fake, labels, d_step)
