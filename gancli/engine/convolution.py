@@ -38,7 +38,7 @@ _BUILDING = ContextVar("gancli_conv_building", default=False)
 _INPUTS_ONLY = ContextVar("gancli_conv_inputs_only", default=False)
 
 
-def input_gradient(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def input_gradient(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """d(sum of net(x, labels)) / dx, per sample, as a graph to differentiate again."""
     x = x.detach().requires_grad_(True)
     token = _BUILDING.set(True)
