@@ -128,8 +128,7 @@ class InputGrad(Function):
     ) -> torch.Tensor:
         ctx.save_for_backward(grad, weight)
         ctx.geo = geo
-        mask = [True, False, False]
-        return _backward(grad, like, weight, geo, mask)[0]
+        return _backward(grad, like, weight, geo, [True, False, False])[0]
 
     @staticmethod
     def backward(ctx: Any, h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

@@ -423,7 +423,7 @@ def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def compares_samples(layer: nn.Module) -> bool:
+def _compares_samples(layer: nn.Module) -> bool:
     """Whether a layer's output for a sample depends on the other samples of its batch
     (batch norm, minibatch standard deviation)."""
     return isinstance(layer, (nn.modules.batchnorm._BatchNorm, MinibatchStdDev))
@@ -437,7 +437,7 @@ def _through(layers: nn.Sequential, x: torch.Tensor, parts: int) -> torch.Tensor
     if parts == 1:
         return layers(x)
     for layer in layers:
-        if compares_samples(layer):
+        if _compares_samples(layer):
             x = torch.cat([layer(part) for part in x.chunk(parts)])
         else:
             x = layer(x)
