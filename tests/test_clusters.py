@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gancli.engine.clusters import Clusters, draw, find_clusters
+from gancli.engine import clusters as clusters_module
+from gancli.engine.clusters import Clusters, cached_clusters, draw, find_clusters
 from gancli.engine.config import load_config
 from gancli.engine.errors import ConfigError
 from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
@@ -35,6 +36,77 @@ def test_clusters_find_the_groups_and_their_shares() -> None:
     assert find_clusters(images[:2], k=5, seed=0).prior.numel() == 2  # k <= images
     restored = Clusters.from_state(found.state_dict())
     assert torch.equal(restored.labels, found.labels) and restored.labels.dtype == torch.long
+
+
+def test_cached_clusters_are_read_back_bitwise_for_the_same_images_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, _ = three_groups()
+    first, cached = cached_clusters(images, k=3, seed=0, folder=tmp_path)
+    assert not cached and len(list(tmp_path.glob("*.pt"))) == 1
+    fresh = find_clusters(images, k=3, seed=0)
+    assert torch.equal(first.labels, fresh.labels) and torch.equal(first.prior, fresh.prior)
+
+    calls: list[int] = []
+    real_find = clusters_module.find_clusters
+
+    def counting_find(images: torch.Tensor, k: int, seed: int) -> Clusters:
+        calls.append(k)
+        return real_find(images, k, seed)
+
+    monkeypatch.setattr(clusters_module, "find_clusters", counting_find)
+    again, cached = cached_clusters(images, k=3, seed=0, folder=tmp_path)
+    assert cached and calls == []  # read, not computed
+    assert torch.equal(again.labels, fresh.labels) and again.labels.dtype == torch.long
+    assert torch.equal(again.prior, fresh.prior)
+
+    # anything that decides the clusters is part of the key: each of these is computed anew
+    changed = images.clone()
+    changed[0, 0, 0, 0] ^= 1
+    for args in [(changed, 3, 0), (images, 4, 0), (images, 3, 1), (images[:-1], 3, 0)]:
+        _, cached = cached_clusters(*args, folder=tmp_path)
+        assert not cached
+    assert len(calls) == 4 and len(list(tmp_path.glob("*.pt"))) == 5
+    monkeypatch.setattr(clusters_module, "METHOD", clusters_module.METHOD + 1)
+    assert not cached_clusters(images, k=3, seed=0, folder=tmp_path)[1]
+
+
+def test_damaged_or_unwritable_cluster_cache_costs_only_time(tmp_path: Path) -> None:
+    images, _ = three_groups()
+    expected = find_clusters(images, k=3, seed=0)
+    cached_clusters(images, k=3, seed=0, folder=tmp_path)
+    (entry,) = tmp_path.glob("*.pt")
+    good = entry.read_bytes()
+    damaged = {
+        "truncated": good[: len(good) // 2],
+        "not a file torch reads": b"garbage",
+        "other images' labels": _entry_bytes(tmp_path, entry, labels=torch.zeros(99)),
+        "a label out of range": _entry_bytes(tmp_path, entry, labels=torch.full((100,), 3)),
+    }
+    for what, blob in damaged.items():
+        entry.write_bytes(blob)
+        clusters, cached = cached_clusters(images, k=3, seed=0, folder=tmp_path)
+        assert not cached, what
+        assert torch.equal(clusters.labels, expected.labels), what
+        assert entry.read_bytes() != blob, what  # stored again, whole
+        assert cached_clusters(images, k=3, seed=0, folder=tmp_path)[1], what
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would go")
+    clusters, cached = cached_clusters(images, k=3, seed=0, folder=blocked / "clusters")
+    assert not cached and torch.equal(clusters.labels, expected.labels)
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def _entry_bytes(folder: Path, entry: Path, labels: torch.Tensor) -> bytes:
+    """The cache entry at `entry` with its labels replaced (its key kept)."""
+    state = torch.load(entry, weights_only=True)
+    state["labels"] = labels.to(torch.int16)
+    path = folder / "edited.pt"
+    torch.save(state, path)
+    blob = path.read_bytes()
+    path.unlink()
+    return blob
 
 
 def test_draw_follows_the_prior() -> None:

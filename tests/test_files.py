@@ -42,6 +42,14 @@ def test_storage_errors_are_one_line_with_the_hint(tmp_path: Path) -> None:
     assert info.value.exit_code == 1 and not list(tmp_path.iterdir())
 
 
+def test_a_file_in_place_of_the_folder_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "runs").write_text("a file, not a folder")
+    target = tmp_path / "runs" / "clusters" / "entry.pt"
+    message = r"^cannot write .*entry\.pt: Not a directory$"
+    with pytest.raises(StorageError, match=message), atomic_write(target) as tmp:
+        tmp.write_bytes(b"x")
+
+
 def test_keep_old_as_keeps_the_two_newest(tmp_path: Path) -> None:
     last, previous = tmp_path / "last.pt", tmp_path / "previous.pt"
     for content in (b"1", b"2", b"3"):

@@ -16,7 +16,7 @@ from PIL import Image, ImageFont
 from gancli.engine import losses
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import list_presets, load_config
-from gancli.engine.data import FASHION_CLASSES
+from gancli.engine.data import FASHION_CLASSES, cache_home
 from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
 from gancli.engine.listeners import NullReporter
 from gancli.engine.options import RuntimeOptions
@@ -154,6 +154,23 @@ def test_resume_is_bitwise_exact(
         assert (
             straight.run.epoch_grid(epoch).read_bytes() == split.run.epoch_grid(epoch).read_bytes()
         )
+
+
+def test_a_second_run_on_the_same_images_reads_its_clusters_from_the_cache(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    sets = ["model.conditional=false", "model.clusters=8"]
+    first = new_trainer(tmp_path, "cgan-mnist", data_dir, *sets)
+    second = new_trainer(tmp_path, "cgan-mnist", data_dir, *sets)
+    other_seed = new_trainer(tmp_path, "cgan-mnist", data_dir, *sets, "training.seed=1")
+    notes = [[n for n in t.notes if "k-means" in n] for t in (first, second, other_seed)]
+    folder = cache_home() / "clusters"
+    found = "model.clusters: 8 k-means clusters of the training images"
+    assert notes == [[found], [f"{found} (an earlier run's, from {folder})"], [found]]
+    assert first.clusters is not None and second.clusters is not None
+    assert torch.equal(first.clusters.labels, second.clusters.labels)
+    assert torch.equal(first.clusters.prior, second.clusters.prior)
+    assert len(list(folder.glob("*.pt"))) == 2
 
 
 class StopAt(NullReporter):

@@ -1,4 +1,5 @@
 """Usage: clusters = find_clusters(data.images, k=50, seed=0); clusters.labels, clusters.prior
+       clusters, cached = cached_clusters(data.images, k=50, seed=0, folder=Path("cache"))
 
 Clusters of the training images for self-conditioning (model.clusters): G and D are given
 each image's cluster the way a conditional GAN is given its class, and samples draw their
@@ -14,19 +15,30 @@ generative adversarial networks"), who cluster in a fixed feature space before t
 Liu et al. 2020 ("Diverse image generation via self-conditioned GANs") cluster D's own
 features instead. Here: k-means++ and Lloyd's iterations on the first 50 principal
 components of the pixels, which needs no other network.
+
+Finding 200 clusters takes 0.8 s for 12,800 MNIST images and 2-3 s for all 60,000 on a
+2-core CPU, at the start of every run; cached_clusters keeps each result in gancli's cache
+folder, keyed by the images themselves and everything else that decides it, so a later run
+on the same images reads it back (bitwise the same clusters) instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from gancli.engine.errors import StorageError
+from gancli.engine.files import atomic_write
 
 COMPONENTS = 50  # principal components the images are clustered in
 PCA_SAMPLE = 20_000  # images the components are fitted on (all are assigned) ...
 PCA_FLOATS = 100_000_000  # ... fewer for wide images: at most this many pixel values
 ITERATIONS = 30  # Lloyd iterations after the k-means++ start
 CHUNK = 8_192  # images per distance computation, to bound memory
+METHOD = 1  # raise when find_clusters would give other clusters: old cache entries then miss
 
 
 @dataclass
@@ -63,6 +75,52 @@ def find_clusters(images: torch.Tensor, k: int, seed: int) -> Clusters:
     labels = _nearest(points, centres)
     prior = torch.bincount(labels, minlength=k).float() / len(labels)
     return Clusters(labels, prior)
+
+
+def cached_clusters(images: torch.Tensor, k: int, seed: int, folder: Path) -> tuple[Clusters, bool]:
+    """find_clusters(images, k, seed), read from `folder` when an earlier call stored it
+    there; and whether it was. A missing, unreadable or mismatched entry is computed (and
+    stored) again; a folder that cannot be written to only costs the saving."""
+    key = _cache_key(images, k, seed)
+    path = folder / f"{key[:32]}.pt"
+    found = _read_entry(path, key, len(images), min(k, len(images)))
+    if found is not None:
+        return found, True
+    clusters = find_clusters(images, k, seed)
+    try:
+        with atomic_write(path, durable=False) as tmp:
+            torch.save({"key": key, **clusters.state_dict()}, tmp)
+    except StorageError:
+        pass  # read-only or full: the next run computes them again
+    return clusters, False
+
+
+def _cache_key(images: torch.Tensor, k: int, seed: int) -> str:
+    """SHA-256 of the images' bytes and of all else that decides the clusters: the method,
+    its constants and PyTorch's version (other kernels may round differently)."""
+    flat = images.cpu().contiguous()
+    recipe = (METHOD, k, seed, flat.dtype, tuple(flat.shape), COMPONENTS, PCA_SAMPLE,
+              PCA_FLOATS, ITERATIONS, CHUNK, torch.__version__)  # fmt: skip
+    digest = hashlib.sha256(repr(recipe).encode())
+    digest.update(flat.numpy().data)
+    return digest.hexdigest()
+
+
+def _read_entry(path: Path, key: str, n: int, k: int) -> Clusters | None:
+    """The stored clusters of `key` at `path`, or None if absent, unreadable or not for
+    these n images and k clusters."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+        if state.get("key") != key:
+            return None
+        clusters = Clusters.from_state(state)
+    except Exception:  # torch.load raises many types for damaged files
+        return None
+    labels, prior = clusters.labels, clusters.prior
+    fits = labels.shape == (n,) and prior.shape == (k,)
+    return clusters if fits and 0 <= int(labels.min()) <= int(labels.max()) < k else None
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ hard link instead of a rename, which fails if the name was taken meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -63,7 +64,8 @@ def atomic_write(
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}{hint}") from None
     finally:
-        tmp.unlink(missing_ok=True)  # still there only if the write failed or was interrupted
+        with contextlib.suppress(OSError):  # e.g. its folder could not be made: nothing there
+            tmp.unlink(missing_ok=True)  # still there only if the write failed or was interrupted
 
 
 def temporary_name(path: Path) -> Path:

@@ -27,12 +27,12 @@ import torch
 
 from gancli.engine import checkpoint as ckpt
 from gancli.engine import distributed
-from gancli.engine.clusters import Clusters, find_clusters
+from gancli.engine.clusters import Clusters, cached_clusters
 from gancli.engine.config import (
     Config,
     config_to_dict,
 )
-from gancli.engine.data import ImageSet, load_dataset
+from gancli.engine.data import ImageSet, cache_home, load_dataset
 from gancli.engine.errors import (
     EXIT_INTERRUPTED,
     CheckpointError,
@@ -160,9 +160,13 @@ class Trainer:
             return None
         if checkpoint is not None:
             return Clusters.from_state(checkpoint["clusters"])
-        self.notes.append(f"model.clusters: {k} k-means clusters of the training images")
-        seed = self.config.training.seed
-        return distributed.on_main(lambda: find_clusters(self.data.images, k, seed))
+        seed, folder = self.config.training.seed, cache_home() / "clusters"
+        clusters, cached = distributed.on_main(
+            lambda: cached_clusters(self.data.images, k, seed, folder)
+        )
+        source = f" (an earlier run's, from {folder})" if cached else ""
+        self.notes.append(f"model.clusters: {k} k-means clusters of the training images{source}")
+        return clusters
 
     @property
     def step(self) -> int:
