@@ -249,7 +249,7 @@ def measure_step_only(preset: str, plan: Plan, images_per_step: int) -> dict[str
     """throughput.py's alternating step-only windows of gancli and the tutorial loop."""
     settings = plan.step_only
     limit = plan.sizes[0]
-    seconds, _ = time_windows(
+    seconds, _, _ = time_windows(
         preset, ["gancli", "reference"], settings, plan.data_dir, plan.threads, limit
     )
     rates = {

@@ -37,6 +37,12 @@ Methodology:
   end of the run (other load can only make it look lower). The fp32 bound is the ratio
   to the reference that gancli's FLOPs per image would give at 100% of that peak: where
   it is under the 2x target, no fp32 loop doing the same arithmetic can meet it.
+- Kernel bound: after the timed windows, one more window per loop under a dispatch mode
+  that times each convolution and matrix-product ATen op on its own (KERNELS): gancli's
+  seconds per step inside them. The reference's step time over that is the ratio gancli
+  would reach if all its other work (element-wise ops, norms, the optimiser, Python) took
+  no time and these kernels ran as fast as they do here; where it is under the target,
+  only faster kernels (lower precision, another machine) or less arithmetic can meet it.
 - --bf16 (default where oneDNN reports bf16 units): a third loop in the alternation,
   gancli with --precision bf16 autocast, against the same fp32 reference.
 - Peak RSS: ru_maxrss of a real `python -m gancli train --preset P --epochs 1` process on
@@ -71,6 +77,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 # tutorial.py sits beside this file: sys.path[0] when run as a script
@@ -149,6 +156,10 @@ class GancliLoop:
         with flushing_denormals():
             return _timed(self.step, warmup, steps)
 
+    def in_kernels(self, warmup: int, steps: int) -> float:
+        with flushing_denormals():
+            return _in_kernels(self.step, warmup, steps)
+
 
 def _endless_epochs(data: ImageSet, batch_size: int, seed: int) -> Batches:
     """gancli's batches, epoch after epoch, as the trainer draws them."""
@@ -168,6 +179,9 @@ class ReferenceLoop(TutorialLoop):
     def timed(self, warmup: int, steps: int) -> float:
         return _timed(self.step, warmup, steps)
 
+    def in_kernels(self, warmup: int, steps: int) -> float:
+        return _in_kernels(self.step, warmup, steps)
+
 
 # --------------------------------------------------------------------------- measuring
 
@@ -180,6 +194,38 @@ def _timed(step: Callable[[], None], warmup: int, steps: int) -> float:
     for _ in range(steps):
         step()
     return time.perf_counter() - start
+
+
+KERNELS = frozenset({"convolution", "convolution_backward", "mm", "addmm", "bmm", "baddbmm"})
+
+
+class _KernelClock(TorchDispatchMode):
+    """Adds up the seconds spent in convolution and matrix-product kernels (ATen ops,
+    timed one by one: on the CPU an op has finished when it returns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        if func.overloadpacket.__name__ not in KERNELS:
+            return func(*args, **(kwargs or {}))
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def _in_kernels(step: Callable[[], None], warmup: int, steps: int) -> float:
+    """Seconds per call of `step` spent in KERNELS, over `steps` calls after `warmup`."""
+    for _ in range(warmup):
+        step()
+    with _KernelClock() as clock:
+        for _ in range(steps):
+            step()
+    return clock.seconds / steps
 
 
 class _GlobalOnly:
@@ -238,8 +284,10 @@ def _serve(
             else ReferenceLoop(config, data, threads)
         )
         conn.send(("ok", {"weights": _weight_digests(loop.networks()), "flops": loop.flops()}))
-        while (window := conn.recv()) is not None:
-            conn.send(("ok", loop.timed(*window)))
+        while (request := conn.recv()) is not None:
+            what, warmup, steps = request
+            measure = loop.timed if what == "window" else loop.in_kernels
+            conn.send(("ok", measure(warmup, steps)))
     except Exception:
         conn.send(("error", traceback.format_exc()))
 
@@ -264,7 +312,14 @@ class LoopProcess:
         self.flops: int = started["flops"]
 
     def window(self, warmup: int, steps: int) -> float:
-        self.conn.send((warmup, steps))
+        """Seconds for `steps` steps after `warmup`."""
+        self.conn.send(("window", warmup, steps))
+        seconds: float = self._reply()
+        return seconds
+
+    def in_kernels(self, warmup: int, steps: int) -> float:
+        """Seconds per step in convolution and matrix-product kernels (_KernelClock)."""
+        self.conn.send(("kernels", warmup, steps))
         seconds: float = self._reply()
         return seconds
 
@@ -390,10 +445,13 @@ def time_windows(
     data_dir: Path,
     threads: int,
     limit: int | None = None,
-) -> tuple[dict[str, list[float]], dict[str, int]]:
+    kernels: bool = False,
+) -> tuple[dict[str, list[float]], dict[str, int], dict[str, float]]:
     """The named loops (LOOPS, "reference" among them), each in a process of its own,
     checked to start from the reference's weights and timed in alternating windows:
-    seconds per window and FLOPs per step, by loop name."""
+    seconds per window, FLOPs per step and, with `kernels`, seconds per step in
+    convolution and matrix-product kernels (one more window each, after the timed ones),
+    by loop name."""
     loops: dict[str, LoopProcess] = {}
     try:
         for name in names:
@@ -405,10 +463,15 @@ def time_windows(
         for _ in range(settings.repeats):
             for name, loop in loops.items():
                 seconds[name].append(loop.window(settings.warmup, settings.steps))
+        in_kernels = {
+            name: loop.in_kernels(settings.warmup, settings.steps)
+            for name, loop in loops.items()
+            if kernels
+        }
     finally:
         for loop in loops.values():
             loop.close()
-    return seconds, {name: loop.flops for name, loop in loops.items()}
+    return seconds, {name: loop.flops for name, loop in loops.items()}, in_kernels
 
 
 def bench_preset(
@@ -416,7 +479,9 @@ def bench_preset(
 ) -> dict[str, Any]:
     config = load_config(preset)
     names = [name for name in LOOPS if bf16 or name != "gancli-bf16"]
-    seconds, all_flops = time_windows(preset, names, settings, data_dir, threads)
+    seconds, all_flops, in_kernels = time_windows(
+        preset, names, settings, data_dir, threads, kernels=True
+    )
     images_per_step = config.training.batch_size * config.objective.n_critic
     flops = {name: all_flops[name] for name in ("gancli", "reference")}
     rates = {
@@ -449,6 +514,10 @@ def bench_preset(
         "mflop_per_image": {name: value / 1e6 for name, value in per_image.items()},
         "achieved_gflops": achieved,
         "achieved_gflops_reference": median["reference"] * per_image["reference"] / 1e9,
+        "kernel_seconds_per_step": in_kernels,
+        # The ratio gancli would reach if nothing but its convolution and matrix-product
+        # kernels took time: the reference's step over those kernels' seconds per step.
+        "kernel_bound": images_per_step / median["reference"] / in_kernels["gancli"],
         "peak_rss": rss,
     }
 
@@ -522,15 +591,21 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         "",
         "- reference % of peak: the reference's own GFLOP/s over the peak; fp32 bound: the "
         "ratio a loop doing gancli's FLOPs per image would reach at 100% of the peak",
+        "- kernels ms/step: seconds per step inside convolution and matrix-product ATen ops "
+        f"({', '.join(sorted(KERNELS))}; each timed on its own by a dispatch mode, over one "
+        "more window per loop after the timed ones); kernel bound: the reference's step "
+        "time over gancli's kernel time, the ratio gancli would reach if everything but "
+        "those kernels, as this machine runs them, took no time",
         "",
     ]
 
 
 def _table_lines(report: dict[str, Any]) -> list[str]:
     lines = [
-        "| preset | gancli img/s | reference img/s | ratio | fp32 bound | MFLOP/img gancli | "
+        "| preset | gancli img/s | reference img/s | ratio | fp32 bound | kernels ms/step "
+        "gancli | kernels ms/step reference | kernel bound | MFLOP/img gancli | "
         "MFLOP/img reference | GFLOP/s | % of peak | reference % of peak | peak RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["presets"]:
         rates, median, mflop = (
@@ -538,10 +613,13 @@ def _table_lines(report: dict[str, Any]) -> list[str]:
             r["median_images_per_second"],
             r["mflop_per_image"],
         )
+        kernels = r["kernel_seconds_per_step"]
         lines.append(
             f"| {r['preset']} | {_rate(rates['gancli'], median['gancli'])} | "
             f"{_rate(rates['reference'], median['reference'])} | {r['ratio']:.2f}x | "
-            f"{r['fp32_ratio_bound']:.2f}x | {mflop['gancli']:.1f} | {mflop['reference']:.1f} | "
+            f"{r['fp32_ratio_bound']:.2f}x | {1e3 * kernels['gancli']:.1f} | "
+            f"{1e3 * kernels['reference']:.1f} | {r['kernel_bound']:.2f}x | "
+            f"{mflop['gancli']:.1f} | {mflop['reference']:.1f} | "
             f"{r['achieved_gflops']:.1f} | {100 * r['peak_share']:.1f}% | "
             f"{100 * r['reference_peak_share']:.1f}% | {r['peak_rss']['mb']:.0f} |"
         )
@@ -572,6 +650,8 @@ def _target_lines(report: dict[str, Any]) -> list[str]:
         why = ""
         if r["ratio"] < TARGET_RATIO and r["fp32_ratio_bound"] < TARGET_RATIO:
             why = f" (out of reach in fp32: bound {r['fp32_ratio_bound']:.2f}x)"
+        elif r["ratio"] < TARGET_RATIO and r["kernel_bound"] < TARGET_RATIO:
+            why = f" (out of reach with these kernels: bound {r['kernel_bound']:.2f}x)"
         if r["ratio_bf16"] is not None:
             why += f"; with bf16 {r['ratio_bf16']:.2f}x {_verdict(r['ratio_bf16'] >= TARGET_RATIO)}"
         lines.append(
