@@ -463,11 +463,11 @@ def time_windows(
         for _ in range(settings.repeats):
             for name, loop in loops.items():
                 seconds[name].append(loop.window(settings.warmup, settings.steps))
-        in_kernels = {
-            name: loop.in_kernels(settings.warmup, settings.steps)
-            for name, loop in loops.items()
+        in_kernels = (
+            {name: loop.in_kernels(settings.warmup, settings.steps) for name, loop in loops.items()}
             if kernels
-        }
+            else {}
+        )
     finally:
         for loop in loops.values():
             loop.close()
