@@ -18,7 +18,7 @@ from typer import rich_utils as typer_rich_utils
 from typer.core import TyperArgument, TyperOption
 
 import gancli
-from gancli import completion, ui
+from gancli import completion, reporting, ui
 from gancli.engine.errors import (
     EXIT_INTERRUPTED,
     ConfigError,
@@ -391,7 +391,7 @@ def train(
         from gancli.engine.launch import launch
 
         console = ui.make_console(json_out)
-        reporter = ui.make_reporter(console, quiet)
+        reporter = reporting.make_reporter(console, quiet)
         try:
             result = launch(request, reporter)
         finally:
@@ -498,14 +498,14 @@ def sample(
         labels = tuple(parse_labels(classes or [], trained.class_names))
         request = SampleRequest(num, labels, seed, truncation, batch_size)
         default_dir = (run.path if run else Path.cwd()) / GENERATED
-        with ui.StageProgress(ui.make_console(json_out), quiet) as progress:
+        with reporting.StageProgress(
+            ui.make_console(json_out), quiet, ui.make_console(True)
+        ) as progress:
             result = write_samples(trained, request, out, nrow, force, default_dir, scale, progress)
-        classes = [trained.class_names[i] for i in labels]
         result.update(
-            checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed,
-            classes=classes,
-        )  # fmt: skip
-        what = f" of class {', '.join(classes)}" if labels else ""
+            checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed
+        )
+        what = ui.classes_phrase(result["classes"], len(trained.class_names))
         removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
         unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
         line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
@@ -857,7 +857,7 @@ def evaluate(
         if run is not None:
             check_writable(run.path, "eval.json")  # now, not after minutes of scoring
         trained = load_generator(checkpoint, use_device(device), ema)
-        with ui.StageProgress(console, quiet) as progress:
+        with reporting.StageProgress(console, quiet, ui.make_console(True)) as progress:
             report = score(trained, request, str(data_dir) if data_dir else None, log, progress)
         if run is not None:
             append_record(run, report, log)

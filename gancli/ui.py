@@ -1,7 +1,8 @@
-"""Usage: reporter = make_reporter(console, quiet=False)
+"""Usage: console = make_console(json_mode=False); render_report(report, console)
 
-Terminal rendering for the CLI: a live Rich progress bar on a terminal, plain
-one-line-per-epoch logs anywhere else (pipes, files, CI), nothing at all with --quiet.
+Output for the CLI: streams that survive a closed pipe or a full disk, consoles that show
+hostile names safely, the JSON result, and the tables of `inspect`, `evaluate` and
+`presets`. What long commands print while they work is in gancli.reporting.
 """
 
 from __future__ import annotations
@@ -18,18 +19,10 @@ from errno import EBADF
 from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from gancli.engine.errors import StorageError
 from gancli.engine.records import evaluation_rows
+from gancli.reporting import losses_text
 
 if TYPE_CHECKING:  # the engine's modules load PyTorch: only their types are needed here
     from gancli.engine.inspection import InspectReport, Network
@@ -221,160 +214,6 @@ def write_text(text: str) -> None:
     stream.flush()
 
 
-def _losses(stats: dict[str, Any]) -> str:
-    return (
-        f"loss_d {stats['loss_d']:.3f}  loss_g {stats['loss_g']:.3f}  "
-        f"D(x) {stats['d_real']:.3f}  D(G(z)) {stats['d_fake']:.3f}"
-    )
-
-
-def _start_line(info: dict[str, Any]) -> str:
-    resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_step"] else ""
-    where = f"{info['device']} ({info['threads']} threads"
-    if info.get("world_size", 1) > 1:
-        kind = str(info["device"]).split(":")[0]
-        where = f"{info['world_size']} processes ({kind}, {info['threads']} threads each"
-    if info.get("precision", "fp32") != "fp32":
-        where += f", {info['precision']} autocast"
-    return (
-        f"run {info['run_dir']} on {where}), "
-        f"{info['dataset']}, {info['epochs']} epoch{'s' if info['epochs'] != 1 else ''} x "
-        f"{info['steps_per_epoch']} steps{resumed}"
-    )
-
-
-class PlainReporter:
-    """One line when training starts, one per epoch: readable in logs, no control codes."""
-
-    live = False
-
-    def __init__(self, console: Console):
-        self.console = console
-
-    def start(self, info: dict[str, Any]) -> None:
-        self.epochs = info["epochs"]
-        self.console.print(_start_line(info), soft_wrap=True)
-
-    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
-        pass
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        rate = record["images_per_second"] or 0.0
-        self.console.print(
-            f"epoch {record['epoch']}/{self.epochs}  step {record['step']}  {_losses(record)}  "
-            f"{rate:.0f} img/s  {record['wall']:.1f}s",
-            soft_wrap=True,
-        )
-
-    def note(self, text: str) -> None:
-        self.console.print(text, soft_wrap=True)
-
-    def close(self) -> None:
-        pass
-
-
-class RichReporter(PlainReporter):
-    """A live progress bar with the epoch under way, the losses of the current log window
-    (refreshed about once a second from the first step on), images/s and ETA; epoch lines
-    above it."""
-
-    live = True
-
-    def start(self, info: dict[str, Any]) -> None:
-        super().start(info)
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[losses]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            "train",
-            total=info["total_steps"],
-            completed=info["start_step"],
-            epoch=f"{info['start_epoch'] + 1}/{self.epochs}",
-            losses="",
-            rate="",
-        )
-        self.progress.start()
-
-    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
-        fields: dict[str, Any] = {"epoch": f"{epoch}/{self.epochs}"}
-        if stats is not None:
-            fields["losses"] = _losses(stats)
-            fields["rate"] = f"{stats['images_per_second'] or 0:.0f} img/s"
-        self.progress.update(self.task, completed=step, **fields)
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        self.progress.console.print(
-            f"epoch {record['epoch']}/{self.epochs}  {_losses(record)}  "
-            f"{record['images_per_second'] or 0:.0f} img/s"
-        )
-
-    def note(self, text: str) -> None:
-        self.progress.console.print(text)
-
-    def close(self) -> None:
-        if hasattr(self, "progress"):
-            self.progress.stop()
-
-
-class QuietReporter(PlainReporter):
-    def __init__(self) -> None:
-        pass
-
-    def start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
-class StageProgress:
-    """What a long command (sample, evaluate) is doing, on a terminal: the stage, a bar
-    where the work can be counted, and the time taken; removed when done. Off a terminal,
-    or with --quiet, it shows nothing. Used as the engine's `progress` callback."""
-
-    def __init__(self, console: Console, quiet: bool = False):
-        self.progress: Progress | None = None
-        if console.is_terminal and not quiet:
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[count]}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            )
-        self.task: Any = None
-
-    def __enter__(self) -> StageProgress:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if self.progress is None:
-            return
-        count = f"{done:,}/{total:,}" if total else ""
-        if self.task is None:
-            self.task = self.progress.add_task(stage, total=total, count=count)
-        self.progress.update(self.task, description=stage, completed=done, total=total, count=count)
-
-
 def done_line(result: Any) -> str:
     """The last line of `gancli train`: what the run holds now and, after a resume, what
     this process added to it (a TrainResult)."""
@@ -390,10 +229,13 @@ def done_line(result: Any) -> str:
     )
 
 
-def make_reporter(console: Console, quiet: bool) -> PlainReporter:
-    if quiet:
-        return QuietReporter()
-    return RichReporter(console) if console.is_terminal else PlainReporter(console)
+def classes_phrase(classes: list[str], num_classes: int) -> str:
+    """' of class 7', ' of every class (10, in equal shares)' or '' for `sample`'s line."""
+    if not classes:
+        return ""
+    if len(classes) == num_classes > 1 and len(set(classes)) == num_classes:
+        return f" of every class ({num_classes}, in equal shares)"
+    return f" of class {', '.join(classes)}"
 
 
 # --------------------------------------------------------------------------- inspect / presets
@@ -446,7 +288,7 @@ def _progress_rows(progress: RunProgress) -> list[tuple[str, str]]:
             )
         )
     if progress.last_epoch:
-        rows.append(("last epoch", _losses(progress.last_epoch)))
+        rows.append(("last epoch", losses_text(progress.last_epoch)))
     if progress.images_per_second:
         rows.append(("speed", f"{progress.images_per_second:.0f} images/s"))
     for label, line in (

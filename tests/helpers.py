@@ -30,6 +30,32 @@ def make_mnist_root(root: Path, n: int = 20, gz: bool = True) -> Path:
     return root
 
 
+#: What make_idx_root writes: folder -> {split: images}. notMNIST has a test split only,
+#: as in the real data, so training on it takes the fallback path.
+IDX_ROOT_SIZES = {
+    "MNIST": {"train": 6000, "t10k": 1000},
+    "FashionMNIST": {"train": 3000, "t10k": 1000},
+    "notMNIST": {"t10k": 2000},
+}
+
+
+def make_idx_root(root: Path) -> Path:
+    """A data root laid out like torchvision's (<root>/<Name>/raw/*-ubyte.gz) holding
+    gancli's built-in digits, so that everything that reads MNIST-like IDX files is tested
+    with no download and no real data. Each dataset and split is drawn from its own seed."""
+    from gancli.engine.synthetic import generate_digits
+
+    for seed, (folder, splits) in enumerate(IDX_ROOT_SIZES.items()):
+        raw = root / folder / "raw"
+        raw.mkdir(parents=True)
+        for offset, (split, n) in enumerate(splits.items()):
+            images, labels, _ = generate_digits(n, 1000 + 10 * seed + offset)
+            for kind, array in (("images-idx3", images[:, 0]), ("labels-idx1", labels)):
+                data = idx_bytes(array.numpy())
+                (raw / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(data, 1))
+    return root
+
+
 def weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Every tensor that training changes: G, D, EMA and both optimisers' state."""
     flat = {f"g.{k}": v for k, v in state["generator"].items()}

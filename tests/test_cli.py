@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,11 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from rich.console import Console
 from typer.testing import CliRunner
 
 import gancli
-from gancli import ui
 from gancli.cli import app
 from gancli.engine.checkpoint import load_checkpoint
 
@@ -64,37 +61,6 @@ def test_plain_output_off_a_terminal_has_no_control_codes(tmp_path: Path) -> Non
     assert ", 1 epoch x 8 steps" in lines[0]
     assert lines[-2].startswith("epoch 1/1  step 8  loss_d ")  # after any notes
     assert lines[-1].startswith("done: 1 epoch, 8 steps in ")
-
-
-def test_the_progress_bar_shows_the_epoch_under_way_and_the_latest_losses() -> None:
-    reporter = ui.RichReporter(Console(file=io.StringIO(), force_terminal=True, width=200))
-    reporter.start(
-        {"run_dir": "runs/x-001", "device": "cpu", "threads": 2, "dataset": "mnist",
-         "epochs": 3, "steps_per_epoch": 10, "total_steps": 30, "start_step": 0,
-         "start_epoch": 0}
-    )  # fmt: skip
-    task = reporter.progress.tasks[0]
-    reporter.advance(18, 2, None)  # step 8 of epoch 2, between log lines
-    assert (task.fields["epoch"], task.completed) == ("2/3", 18)
-    stats = {"loss_d": 1.25, "loss_g": 0.5, "d_real": 0.6, "d_fake": 0.4, "images_per_second": 512}
-    reporter.advance(19, 2, stats)
-    assert task.fields["losses"].startswith("loss_d 1.250  loss_g 0.500")
-    assert task.fields["rate"] == "512 img/s"
-    reporter.close()
-
-
-def test_long_commands_show_their_stage_on_a_terminal_only() -> None:
-    shown = io.StringIO()
-    with ui.StageProgress(Console(file=shown, force_terminal=True, width=120)) as progress:
-        progress("generating", 500, 1000)
-    assert "generating" in shown.getvalue() and "500/1,000" in shown.getvalue()
-    for console, quiet in (
-        (Console(file=io.StringIO()), False),
-        (Console(force_terminal=True), True),
-    ):
-        with ui.StageProgress(console, quiet) as progress:
-            progress("generating", 1, 2)
-        assert progress.progress is None  # a pipe, a file or --quiet: nothing drawn
 
 
 def test_quiet_prints_nothing(tmp_path: Path) -> None:
@@ -150,6 +116,14 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
     assert more.output.splitlines()[-1].startswith(
         "done: 3 epochs, 24 steps in all; resumed at step 16 (epoch 3), 8 steps in "
     ), more.output
+    # A finished run with no --epochs: nothing to do, and the way to go on is named.
+    again = invoke("train", "--resume", str(run))
+    assert again.exit_code == 0, again.output
+    assert (
+        "the run has finished its 3 epochs: nothing left to train; pass --epochs N (more "
+        "than 3) to train it further"
+    ) in again.output
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 3
 
 
 @pytest.mark.parametrize(
@@ -253,7 +227,11 @@ def test_sample_help_shows_the_mission_example() -> None:
 
 
 def test_evaluate_without_any_run_is_one_line(tmp_path: Path) -> None:
-    assert_clean_error(invoke("evaluate", "--runs", str(tmp_path)), 2, "no trained runs under")
+    assert_clean_error(
+        invoke("evaluate", "--runs", str(tmp_path)),
+        2,
+        "train one first (gancli train --preset cgan-digits needs no download)",
+    )
     result = invoke("evaluate", "--train-evaluator", "mnist")
     assert_clean_error(result, 2, "--train-evaluator: give the file to write with --out")
 

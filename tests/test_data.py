@@ -1,4 +1,4 @@
-"""IDX reading, data-directory lookup and batching, on the real MNIST files."""
+"""IDX reading, data-directory lookup and batching; the real MNIST files where present."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import idx_bytes, make_mnist_root
+from helpers import IDX_ROOT_SIZES, idx_bytes, make_mnist_root
 
 from gancli.engine.config import DataConfig
 from gancli.engine.data import IdxDataset, load_dataset, read_idx, to_uint8, to_unit_range
@@ -19,8 +19,8 @@ from gancli.engine.errors import DataError
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
-def test_mnist_train_split_from_shared_data(data_dir: Path) -> None:
-    data = load_dataset(DataConfig(dataset="mnist"), data_dir)
+def test_mnist_train_split_from_shared_data(real_data_dir: Path) -> None:
+    data = load_dataset(DataConfig(dataset="mnist"), real_data_dir)
     assert data.images.shape == (60_000, 1, 28, 28)
     assert data.images.dtype == torch.uint8 and data.labels.dtype == torch.int64
     assert torch.bincount(data.labels).tolist() == MNIST_TRAIN_COUNTS
@@ -31,7 +31,7 @@ def test_mnist_train_split_from_shared_data(data_dir: Path) -> None:
 
 def test_mnist_test_split_and_limit(data_dir: Path) -> None:
     test = load_dataset(DataConfig(dataset="mnist"), data_dir, split="test")
-    assert len(test) == 10_000
+    assert len(test) == IDX_ROOT_SIZES["MNIST"]["t10k"]
     limited = load_dataset(DataConfig(dataset="mnist", limit=300), data_dir)
     full = load_dataset(DataConfig(dataset="mnist"), data_dir)
     assert len(limited) == 300

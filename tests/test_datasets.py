@@ -20,18 +20,18 @@ from gancli.engine.errors import DataError
 from gancli.engine.synthetic import generate_digits
 
 
-def test_fashion_mnist_from_shared_data(data_dir: Path) -> None:
-    data = load_dataset(DataConfig(dataset="fashion-mnist"), data_dir)
+def test_fashion_mnist_from_shared_data(real_data_dir: Path) -> None:
+    data = load_dataset(DataConfig(dataset="fashion-mnist"), real_data_dir)
     assert data.images.shape == (60_000, 1, 28, 28) and data.images.dtype == torch.uint8
     assert torch.bincount(data.labels).tolist() == [6000] * 10
     assert data.class_names == FASHION_CLASSES and data.class_names[9] == "Ankle boot"
     assert data.split == "train" and not data.notes
-    test = load_dataset(DataConfig(dataset="fashion-mnist"), data_dir, split="test")
+    test = load_dataset(DataConfig(dataset="fashion-mnist"), real_data_dir, split="test")
     assert len(test) == 10_000
 
 
-def test_notmnist_trains_on_the_split_it_finds(data_dir: Path) -> None:
-    data = load_dataset(DataConfig(dataset="notmnist"), data_dir)
+def test_notmnist_trains_on_the_split_it_finds(real_data_dir: Path) -> None:
+    data = load_dataset(DataConfig(dataset="notmnist"), real_data_dir)
     assert data.split == "test" and len(data) == 10_000
     assert torch.bincount(data.labels).tolist() == [1000] * 10
     assert data.class_names == tuple("ABCDEFGHIJ")

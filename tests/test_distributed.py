@@ -368,7 +368,7 @@ def test_ranks_take_contiguous_slices_of_each_global_batch() -> None:
 class Notes:
     """A reporter that keeps the notes."""
 
-    live = False
+    preview_seconds = None
 
     def __init__(self) -> None:
         self.notes: list[str] = []

@@ -22,7 +22,9 @@ from gancli.engine.sampling import (
     parse_labels,
     request_labels,
     sample_batches,
+    sample_inputs,
 )
+from gancli.engine.scoring import generated_images
 
 runner = CliRunner()
 DIGITS = tuple("0123456789")
@@ -126,6 +128,29 @@ def test_npz_for_all_classes_and_seeds(trained_runs: dict[str, Path], tmp_path: 
     assert np.bincount(a["labels"]).tolist() == [100] * 10
     assert np.array_equal(a["images"], b["images"])  # same seed, same images
     assert not np.array_equal(a["images"], c["images"])
+
+
+def test_a_conditional_model_asked_for_no_class_draws_every_class(
+    trained_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = trained_runs["cgan"]
+    result = invoke("sample", run, "-n", "100", "--out", tmp_path / "all.npz", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classes"] == list(DIGITS)
+    labels = np.load(tmp_path / "all.npz")["labels"]
+    assert labels.tolist() == [d for d in range(10) for _ in range(10)]
+    grid = invoke("sample", run, "-n", "100", "--out", tmp_path / "all.png")
+    assert grid.output.strip() == (
+        f"wrote 100 images of every class (10, in equal shares) to {tmp_path / 'all.png'}"
+    )
+    with Image.open(tmp_path / "all.png") as img:  # one row per class, each row named
+        assert img.size[1] == 10 * 30 + 2 and img.size[0] > 10 * 30 + 2
+    # What G is given, not only what is reported: the classes, never a clamped -1.
+    trained = load_generator(run / "checkpoints" / "last.pt")
+    (_, given, reported), *_ = sample_inputs(trained, SampleRequest(n=20))
+    assert given.tolist() == reported.tolist() == [d for d in range(10) for _ in range(2)]
+    _, labels = generated_images(trained, 30, seed=0)  # evaluate's samples
+    assert labels is not None and torch.bincount(labels).tolist() == [3] * 10
 
 
 def test_conditioning_changes_the_images(trained_runs: dict[str, Path]) -> None:

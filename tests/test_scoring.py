@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import IDX_ROOT_SIZES
 from typer.testing import CliRunner
 
 from gancli.cli import app
@@ -42,10 +43,12 @@ def test_shipped_evaluators_are_pinned_small_and_load_weights_only(name: str) ->
 
 
 @pytest.mark.parametrize("name,floor", [("mnist", 0.992), ("fashion-mnist", 0.91)])
-def test_evaluator_accuracy_on_the_real_test_split(name: str, floor: float, data_dir: Path) -> None:
+def test_evaluator_accuracy_on_the_real_test_split(
+    name: str, floor: float, real_data_dir: Path
+) -> None:
     """The README's figures: measured here again on the full test split, not read from the file."""
-    evaluator = load_evaluator(DataConfig(dataset=name), data_dir, CPU)
-    _, test = evaluation_splits(DataConfig(dataset=name), data_dir)
+    evaluator = load_evaluator(DataConfig(dataset=name), real_data_dir, CPU)
+    _, test = evaluation_splits(DataConfig(dataset=name), real_data_dir)
     assert len(test) == 10_000
     predicted = evaluator.embed(test.images).predicted
     accuracy = float((predicted == test.labels).float().mean())
@@ -64,7 +67,8 @@ def test_a_damaged_evaluator_is_refused(tmp_path: Path) -> None:
 
 def test_one_split_datasets_hold_out_a_fixed_fifth(data_dir: Path) -> None:
     train, heldout = evaluation_splits(DataConfig(dataset="notmnist"), data_dir)
-    assert (len(train), len(heldout)) == (8000, 2000)
+    total = IDX_ROOT_SIZES["notMNIST"]["t10k"]
+    assert (len(train), len(heldout)) == (total - total // 5, total // 5)
     again = evaluation_splits(DataConfig(dataset="notmnist"), data_dir)[1]
     assert torch.equal(heldout.images, again.images)
 

@@ -187,7 +187,7 @@ class StopAt(NullReporter):
 class Recorder(NullReporter):
     """A live reporter (like the progress bar) that keeps every advance."""
 
-    live = True
+    preview_seconds = 1.0
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, dict[str, float] | None]] = []

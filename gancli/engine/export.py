@@ -208,8 +208,7 @@ class _Callable(nn.Module):
 def _inputs(trained: TrainedGenerator) -> tuple[torch.Tensor, ...]:
     """CHECK_SAMPLES inputs drawn as `gancli sample --seed 0` draws them, every class in
     turn for a conditional model: the exported file must match G on these."""
-    classes = tuple(range(len(trained.class_names))) if trained.conditional else ()
-    z, labels, _ = next(sample_inputs(trained, SampleRequest(CHECK_SAMPLES, classes)))
+    z, labels, _ = next(sample_inputs(trained, SampleRequest(CHECK_SAMPLES)))
     return (z, labels) if label_kind(trained) != "none" else (z,)
 
 

@@ -34,10 +34,11 @@ class Reporter(Protocol):
     """What the loop tells the outside world; the CLI renders it as a progress bar or log lines.
 
     `advance` comes after every step with the epoch under way and, at a log line, its
-    figures; a `live` reporter (a progress bar) also gets, about once a second between
-    log lines, the losses of the steps since the last one."""
+    figures; between log lines it also gets, every `preview_seconds` (None: never), the
+    losses of the steps since the last one: about once a second for a live bar, every
+    half minute for a log."""
 
-    live: bool
+    preview_seconds: float | None
 
     def start(self, info: dict[str, Any]) -> None: ...
     def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None: ...
@@ -46,7 +47,7 @@ class Reporter(Protocol):
 
 
 class NullReporter:
-    live = False
+    preview_seconds: float | None = None
 
     def start(self, info: dict[str, Any]) -> None: ...
     def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None: ...

@@ -254,8 +254,8 @@ def latest_run(root: Path) -> RunDir:
     )
     if not candidates:
         raise CheckpointError(
-            f"no trained runs under {root}; train one first (gancli train --preset dcgan-mnist) "
-            "or pass a run directory or checkpoint"
+            f"no trained runs under {root}; train one first (gancli train --preset "
+            "cgan-digits needs no download) or pass a run directory or checkpoint"
         )
     newest = max(candidates, key=lambda p: p.stat().st_mtime)
     return RunDir.open(newest.parents[1])

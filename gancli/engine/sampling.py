@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +278,8 @@ def noise_chunks(
 @dataclass(frozen=True)
 class SampleRequest:
     n: int = 64  # images to generate
-    labels: tuple[int, ...] = ()  # classes, in blocks of n / len(labels); () for unconditional
+    # classes, in blocks of n / len(labels); () is every class for a conditional model
+    labels: tuple[int, ...] = ()
     seed: int = 0
     truncation: float | None = None
     batch_size: int = 500  # images per forward pass
@@ -296,9 +297,14 @@ def request_labels(
     return torch.tensor(request.labels, dtype=torch.long)[blocks]
 
 
-def check_request(trained: TrainedGenerator, request: SampleRequest) -> None:
+def check_request(trained: TrainedGenerator, request: SampleRequest) -> SampleRequest:
+    """The request as this model draws it: a conditional model asked for no class draws
+    every class in equal blocks; an unconditional one refuses a class."""
     if request.labels and not trained.conditional:
         raise ConfigError("--class: this model is unconditional; it cannot generate a chosen class")
+    if trained.conditional and not request.labels:
+        return replace(request, labels=tuple(range(len(trained.class_names))))
+    return request
 
 
 #: Told what a long command is doing: (stage, done, total or None when it cannot be counted).
@@ -311,8 +317,7 @@ def sample_batches(
     """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a chunk of noise at a time, so
     memory stays bounded whatever n is. The request is checked at once, not on first use.
     `progress` hears of every chunk generated."""
-    check_request(trained, request)
-    return _batches(trained, request, progress or _silent)
+    return _batches(trained, check_request(trained, request), progress or _silent)
 
 
 def _silent(stage: str, done: int, total: int | None) -> None:
@@ -337,6 +342,7 @@ def sample_inputs(
     """(noise, the labels G is given, the labels reported) a chunk at a time: what
     `sample` feeds the generator, also used to check an exported one. G is given the
     requested classes, or for a self-conditioned model clusters drawn in their shares."""
+    request = check_request(trained, request)
     z_dim = trained.config.model.z_dim
     offset = 0
     for k, z in enumerate(noise_chunks(request.n, z_dim, request.seed, request.truncation)):
@@ -383,7 +389,7 @@ def check_output(
     """Everything that would stop the write, checked before any image is made: the kind of
     --out, what is already there, the scale, and the memory or disk space it needs."""
     kind = output_kind(out)
-    check_request(trained, request)
+    request = check_request(trained, request)
     check_target(out)
     check_writable(out if kind == "folder" else out.parent, "--out")
     image_bytes = math.prod(trained.image_shape)
@@ -445,8 +451,9 @@ def write_samples(
     replaced only with `force` (and, for a folder, only gancli's own image names), and is
     created exclusively otherwise: of two commands writing one name, one fails. `scale`
     enlarges a grid or each PNG of a folder (nearest neighbour); a .npz keeps the images as
-    the generator made them, for further computation.
+    the generator made them, for further computation. The result names the classes drawn.
     """
+    request = check_request(trained, request)
     # The default name is claimed only once the checks pass: a refusal leaves nothing.
     placeholder = default_dir / "sample-NNN.png"
     check_output(trained, request, out or placeholder, nrow, force or out is None, scale)
@@ -470,6 +477,7 @@ def _write(
     progress: StageReport | None = None,
 ) -> dict[str, object]:
     kind = output_kind(out)
+    classes = [trained.class_names[i] for i in request.labels]
     if kind == "folder":
         written, removed = _write_folder(trained, request, out, replace, scale, progress)
         return {
@@ -478,6 +486,7 @@ def _write(
             "images": written,
             "removed": removed,
             "scale": scale,
+            "classes": classes,
         }
     images_all = np.empty((request.n, *trained.image_shape), dtype=np.uint8)
     labels_all = np.empty(request.n, dtype=np.int64)
@@ -495,7 +504,7 @@ def _write(
             grid = grid_image(torch.from_numpy(images_all), columns, row_labels=rows)
             upscale(grid, scale).save(tmp)
     applied = 1 if kind == "npz" else scale
-    return {"out": str(out), "kind": kind, "images": written, "scale": applied}
+    return {"out": str(out), "kind": kind, "images": written, "scale": applied, "classes": classes}
 
 
 def _write_folder(

@@ -198,10 +198,9 @@ def generated_images(
     progress: StageReport | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n uint8 samples; for a conditional model the classes in equal blocks, and those labels."""
-    classes = tuple(range(len(trained.class_names))) if trained.conditional else ()
-    request = SampleRequest(n=n, labels=classes, seed=seed, batch_size=batch_size)
+    request = SampleRequest(n=n, seed=seed, batch_size=batch_size)
     images, labels = zip(*sample_batches(trained, request, progress), strict=True)
-    return torch.cat(images), torch.cat(labels) if classes else None
+    return torch.cat(images), torch.cat(labels) if trained.conditional else None
 
 
 def evaluate(

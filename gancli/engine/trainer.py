@@ -73,10 +73,6 @@ class Interrupted(GancliError):
         self.exit_code = exit_code
 
 
-#: How often a live display gets the current window's losses between log lines.
-PREVIEW_SECONDS = 1.0
-
-
 @dataclass
 class TrainResult:
     run_dir: str
@@ -254,6 +250,12 @@ class Trainer:
         if problems:
             trainer.notes.append(
                 f"resuming from {path.name} (step {trainer.step}); skipped: {'; '.join(problems)}"
+            )
+        planned = config.training.epochs
+        if trainer.epoch >= planned and not trainer.step_in_epoch:
+            trainer.notes.append(
+                f"the run has finished its {planned} epoch{'s' if planned != 1 else ''}: nothing "
+                f"left to train; pass --epochs N (more than {planned}) to train it further"
             )
         return trainer
 
@@ -446,6 +448,7 @@ class Trainer:
         epoch_sum = torch.zeros(len(STATS), device=self.device)
         window_steps, steps, window_clock = 0, 0, time.perf_counter()
         shown_at = -math.inf  # the last preview of the window's losses; the first step shows one
+        every = self.reporter.preview_seconds  # seconds between previews; None: none
         batches = self.train_data.batches(
             cfg.batch_size,
             cfg.seed,
@@ -472,9 +475,9 @@ class Trainer:
                 last = {k: shown[k] for k in STATS}
                 for listener in self.listeners:
                     listener.on_log(shown)
-            elif self.reporter.live and time.perf_counter() - shown_at >= PREVIEW_SECONDS:
-                # The window's losses so far, for the eye only: at most one device sync a
-                # second, this rank's figures, nothing written.
+            elif every is not None and time.perf_counter() - shown_at >= every:
+                # The window's losses so far, for the eye only: at most one device sync
+                # per preview, this rank's figures, nothing written.
                 now = shown_at = time.perf_counter()
                 shown = dict(zip(STATS, (window / window_steps).tolist(), strict=True))
                 images = window_steps * images_per_step

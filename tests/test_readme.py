@@ -1,0 +1,61 @@
+"""The README's snippets run as written, after the commands the tour gives before them."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gancli.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "runs/cgan-digits-001"  # what the README's command 1 leaves
+
+
+def documents() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in [REPO / "README.md"])
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.M | re.S)
+
+
+def test_the_export_snippets_run_on_the_run_command_1_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = documents()
+    assert f"`{RUN}/`" in text  # the README says command 1 makes this run
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    # Command 1's training, on fewer images: the same preset, the same run folder.
+    tiny = ["--limit", "256", "--batch-size", "32", "--epochs", "1", "--quiet"]
+    trained = runner.invoke(app, ["train", "--preset", "cgan-digits", *tiny])
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / RUN / "checkpoints" / "last.pt").is_file()
+    commands = [
+        shlex.split(line.split("#")[0])[1:]
+        for block in code_blocks(text, "bash")
+        for line in block.splitlines()
+        if line.startswith(f"gancli export {RUN}")
+    ]
+    assert len(commands) >= 2
+    for args in commands:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    snippets = [b for b in code_blocks(text, "python") if "/export/generator." in b]
+    assert len(snippets) >= 2  # TorchScript and ONNX Runtime
+    for snippet in snippets:
+        assert f'"{RUN}/export/generator.' in snippet  # the run the export commands wrote
+        run = subprocess.run(
+            [sys.executable, "-c", snippet + "\nassert images.shape[0] == n\n"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
