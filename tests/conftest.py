@@ -18,6 +18,7 @@ from helpers import make_idx_root
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATASETS = ("MNIST", "FashionMNIST", "notMNIST")
+REAL_DATA_SKIP = "real datasets not found"
 
 
 def _real_data_dir() -> Path:
@@ -40,14 +41,27 @@ def real_data_dir() -> Path:
     missing = [name for name in REAL_DATASETS if not (REAL_DATA_DIR / name / "raw").is_dir()]
     if not missing:
         return REAL_DATA_DIR
-    message = (
-        f"real datasets not found under {REAL_DATA_DIR} ({', '.join(missing)}): the claims "
-        "about the real files (counts, evaluator accuracy) were not checked; set "
-        "GANCLI_DATA_DIR to a folder holding MNIST/raw, FashionMNIST/raw and notMNIST/raw"
-    )
+    message = f"{REAL_DATA_SKIP} under {REAL_DATA_DIR} ({', '.join(missing)})"
     if os.environ.get("GANCLI_REQUIRE_REAL_DATA") == "1":
         pytest.fail(f"GANCLI_REQUIRE_REAL_DATA=1 and {message}", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for the real-data tests that were skipped: what went unchecked, and how."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if REAL_DATA_SKIP in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"real data: {len(skipped)} tests of claims about the real MNIST, Fashion-MNIST "
+            f"and notMNIST files (their counts, the evaluators' accuracy) were skipped: none "
+            f"under {REAL_DATA_DIR}; to run them, GANCLI_DATA_DIR=DIR python -m pytest -q "
+            "with DIR holding MNIST/raw, FashionMNIST/raw and notMNIST/raw",
+            yellow=True,
+        )
 
 
 @pytest.fixture(autouse=True)

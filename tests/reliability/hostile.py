@@ -18,6 +18,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import signal
 import struct
@@ -239,9 +240,20 @@ def run_shell(script: str, timeout: float = 300) -> subprocess.CompletedProcess[
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
+#: The plain stage lines `sample` and `evaluate` print on stderr off a terminal
+#: ("generating (4/4)", "still scoring the samples (0:00:30)"): work, not an error.
+STAGE_LINE = re.compile(r"(?!error|warning)(still )?[a-z][a-z0-9 (),/:-]*")
+
+
+def _messages(stderr: str) -> list[str]:
+    """stderr's lines less blank lines and stage lines."""
+    return [x for x in stderr.splitlines() if x.strip() and not STAGE_LINE.fullmatch(x)]
+
+
 def one_error_line(stderr: str, code: int, expected_code: int | None = None) -> str:
-    """'' when stderr is one 'error:' line and the exit code fits; else the problem."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """'' when stderr is one 'error:' line (after any stage lines) and the exit code fits;
+    else the problem."""
+    lines = _messages(stderr)
     if "Traceback" in stderr:
         return "traceback"
     if len(lines) != 1 or not lines[0].startswith("error: "):
@@ -291,7 +303,7 @@ def stream_case(workdir: Path, source: Path, command: str, redirect: str, json_o
     done = run_shell(f"{quoted} {redirect}")
     if json_out:
         return one_error_line(done.stderr, done.returncode, 1)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    lines = _messages(done.stderr)
     if done.returncode != 0 or "Traceback" in done.stderr or len(lines) > 1:
         return f"exit {done.returncode}, stderr {lines[:3]}"
     return ""
