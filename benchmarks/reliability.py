@@ -11,7 +11,7 @@ figures written to benchmarks/results/reliability.md:
   inspect, evaluate and --resume, counting whether any code ran;
 - bad inputs: every config, override and flag entry of tests/reliability/bad_inputs.jsonl
   through `gancli train`;
-- families (issue 15): every corpus entry that names a family (any command, against a
+- families (issues 15 and 25): every corpus entry that names a family (any command, against a
   damaged copy of a tiny run), and the scenarios of tests/reliability/hostile.py (pipes,
   closed and full streams, signals, read-only and full file systems, racing commands),
   reported per family as cases tried and cases clean.
@@ -176,6 +176,10 @@ def scenarios(tmp: Path, tiny: Path, data_dir: Path) -> list[tuple[int, str, Any
         (5, "train on a terminal", hostile.train_on_a_terminal, data_dir),
         (7, "SIGHUP mid-epoch", hostile.sighup_training, data_dir),
         (7, "SIGTERM in sample DIR/", hostile.sigterm_during_folder_sample, tiny),
+        (11, "folder dataset named in bytes", hostile.non_utf8_folder_dataset),
+        (12, "damaged cluster cache", hostile.damaged_cluster_cache, data_dir),
+        (13, "unreadable preset", hostile.unreadable_preset),
+        (15, "completion of --class", hostile.completion_offers_what_is_accepted, tiny),
     ]:
         cases.append(case(family, name, scenario, *args))
     for command in hostile.READ_ONLY_COMMANDS:
@@ -193,7 +197,7 @@ def scenarios(tmp: Path, tiny: Path, data_dir: Path) -> list[tuple[int, str, Any
 
 
 def family_figures(tmp: Path, data_dir: Path) -> list[str]:
-    """Cases tried and clean per family of issue 15, and what was not clean."""
+    """Cases tried and clean per family, and what was not clean."""
     tiny = hostile.make_tiny_run(tmp / "tiny", data_dir)
     outcomes = corpus_outcomes(tmp / "corpus", tiny)
     skipped = []
@@ -232,7 +236,7 @@ def main() -> None:
         lines.append(malicious_figure(tmp))
         lines.append(bad_input_figure(tmp))
         lines.append("")
-        lines.append("Per family of issue 15 (corpus entries and scenarios):")
+        lines.append("Per family of issues 15 and 25 (corpus entries and scenarios):")
         lines += family_figures(tmp / "families", data_dir)
     report = "\n".join(
         [f"# Reliability figures ({time.strftime('%Y-%m-%d')}, seed {args.seed})", "", *lines, ""]

@@ -46,7 +46,8 @@ def runs(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def class_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    """The class names of the run being sampled (the latest run when none is given)."""
+    """The class names of the run being sampled (the latest run when none is given), if
+    its model is conditional."""
     from gancli.engine.errors import GancliError
     from gancli.engine.runs import RunDir, latest_run, runs_root
 
@@ -59,9 +60,13 @@ def class_names(ctx: typer.Context, incomplete: str) -> list[str]:
         else:  # a run folder, or a checkpoint in its checkpoints/ folder
             target = Path(path).expanduser()
             run = RunDir(target if target.is_dir() else target.parents[1])
-        dataset = str(yaml.safe_load(run.config.read_text(encoding="utf-8"))["data"]["dataset"])
+        config = yaml.safe_load(run.config.read_text(encoding="utf-8"))
+        dataset = str(config["data"]["dataset"])
+        conditional = config["model"]["conditional"] is True
     except (GancliError, OSError, IndexError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return []  # no run, or one whose config cannot be read: nothing to offer
+    if not conditional:
+        return []  # `sample --class` refuses every class of an unconditional model
     from gancli.engine.config import DataConfig
     from gancli.engine.data import dataset_summary
 

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 from rich.console import Console
 
 from gancli.engine.errors import StorageError
+from gancli.engine.files import readable
 from gancli.engine.records import evaluation_rows
 from gancli.reporting import losses_text
 
@@ -173,8 +174,9 @@ _UNPRINTABLE = {
 
 def printable(text: str) -> str:
     """`text` on one line with nothing a terminal would act on: a description, class or
-    file name holding an escape sequence or a newline is shown, never obeyed."""
-    return text.translate(_UNPRINTABLE)
+    file name holding an escape sequence or a newline is shown, never obeyed; bytes of a
+    name that are not UTF-8 show as U+FFFD instead of making the output fail."""
+    return readable(text).translate(_UNPRINTABLE)
 
 
 class SafeConsole(Console):

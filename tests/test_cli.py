@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,11 @@ def test_shell_completion_offers_presets_runs_and_class_names(
     assert complete("sample", str(trained_runs["cgan"]), "--digit", "") == [
         "all", *"0123456789"
     ]  # fmt: skip
+    # Only what `sample` accepts: an unconditional run (self-conditioned or not) takes no class.
+    assert complete("sample", str(trained_runs["dcgan-ema"]), "--digit", "") == []
+    now = time.time()
+    for age, run in enumerate((trained_runs["cgan"], trained_runs["dcgan-ema"])):
+        os.utime(run / "checkpoints" / "last.pt", (now - 100 * age, now - 100 * age))
     assert complete("sample", "--class", "7", runs=root) == ["7"]  # the latest run's classes
 
 

@@ -52,7 +52,23 @@ class Clusters:
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> Clusters:
-        return cls(state["labels"].long(), state["prior"].float())
+        """Clusters read back from a cache entry or a checkpoint, checked in value as well
+        as in shape: ValueError unless every label is one of the k clusters and the prior
+        is each cluster's share of the labels, as find_clusters made it."""
+        labels, prior = state["labels"], state["prior"]
+        if not isinstance(labels, torch.Tensor) or not isinstance(prior, torch.Tensor):
+            raise ValueError("the clusters are not tensors")
+        if labels.dim() != 1 or prior.dim() != 1 or not len(labels) or not len(prior):
+            raise ValueError("the clusters have the wrong shape")
+        if labels.is_floating_point() or not prior.is_floating_point():
+            raise ValueError("the clusters have the wrong types")
+        labels, prior = labels.long(), prior.float()
+        if int(labels.min()) < 0 or int(labels.max()) >= len(prior):
+            raise ValueError("a cluster label is out of range")
+        shares = torch.bincount(labels, minlength=len(prior)).float() / len(labels)
+        if not torch.allclose(prior, shares, rtol=0, atol=1e-6):
+            raise ValueError("the cluster shares do not match the labels")
+        return cls(labels, prior)
 
 
 def find_clusters(images: torch.Tensor, k: int, seed: int) -> Clusters:
@@ -116,11 +132,9 @@ def _read_entry(path: Path, key: str, n: int, k: int) -> Clusters | None:
         if state.get("key") != key:
             return None
         clusters = Clusters.from_state(state)
-    except Exception:  # torch.load raises many types for damaged files
+    except Exception:  # torch.load raises many types for damaged files; from_state, ValueError
         return None
-    labels, prior = clusters.labels, clusters.prior
-    fits = labels.shape == (n,) and prior.shape == (k,)
-    return clusters if fits and 0 <= int(labels.min()) <= int(labels.max()) < k else None
+    return clusters if clusters.labels.shape == (n,) and clusters.prior.shape == (k,) else None
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:

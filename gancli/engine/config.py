@@ -187,10 +187,15 @@ def presets_dir() -> Path:
 
 
 def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description."""
+    """Preset name -> its one-line description; a file that cannot be read is listed with
+    the reason, and hides none of the others."""
     out = {}
     for path in sorted(presets_dir().glob("*.yaml")):
-        raw = _read_yaml(path)
+        try:
+            raw = _read_yaml(path)
+        except ConfigError as exc:
+            out[path.stem] = f"(cannot be used: {str(exc).removeprefix(f'{path}: ')})"
+            continue
         out[path.stem] = str(raw.get("description", "")) if isinstance(raw, dict) else ""
     return out
 

@@ -87,6 +87,7 @@ class ImageSet:
     labels: torch.Tensor
     class_names: tuple[str, ...]
     notes: list[str] = field(default_factory=list)  # what the user should hear about the data
+    skipped: int = 0  # files left out as unreadable (image folders)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -366,8 +367,9 @@ def load_folder(path: str, size: int, channels: int) -> ImageSet:
     from gancli.engine.imagefolder import read_image_folder
 
     root = Path(path).expanduser()
-    images, labels, classes, notes = read_image_folder(root, size, channels)
-    return ImageSet(f"{FOLDER_PREFIX}{root}", "all", str(root), images, labels, classes, notes)
+    images, labels, classes, notes, skipped = read_image_folder(root, size, channels)
+    name = f"{FOLDER_PREFIX}{root}"
+    return ImageSet(name, "all", str(root), images, labels, classes, notes, skipped)
 
 
 def conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:

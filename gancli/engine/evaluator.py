@@ -230,7 +230,10 @@ def train_evaluator(
     net = net.to(memory_format=torch.channels_last)
     steps_per_epoch = len(train) // TRAIN_BATCH
     if steps_per_epoch < 1:
-        raise DataError(f"{train.name}: {len(train)} images are too few to train an evaluator")
+        skipped = f" ({train.skipped} unreadable files skipped)" if train.skipped else ""
+        raise DataError(
+            f"{train.name}: {len(train)} images{skipped} are too few to train an evaluator"
+        )
     epochs = max(epochs or recipe.epochs, math.ceil(TRAIN_MIN_STEPS / steps_per_epoch))
     optimizer = torch.optim.AdamW(net.parameters(), lr=TRAIN_LR, weight_decay=5e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

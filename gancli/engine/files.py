@@ -136,6 +136,16 @@ def check_writable(folder: Path, what: str) -> None:
     raise StorageError(f"cannot write {what} in {existing}: {reason}")
 
 
+def readable(text: str) -> str:
+    """Text that encodes anywhere: the bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) become U+FFFD, as a file manager shows them."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates of another origin (a JSON escape, say)
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes, read a megabyte at a time."""
     digest = hashlib.sha256()

@@ -1,12 +1,15 @@
-"""Usage: images, labels, classes, notes = read_image_folder(Path("pets"), size=64, channels=3)
+"""Usage: images, labels, classes, notes, skipped = read_image_folder(Path("pets"), 64, 3)
 
 `folder:PATH`: any folder of pictures. Sub-folders become classes (so conditional presets
 work on them); every image is converted to grey or RGB and centre-cropped and resized to
-a square. Unreadable or truncated files are skipped and reported, never fatal.
+a square. Unreadable or truncated files, and pictures over Pillow's decompression-bomb
+limit, are skipped and reported (each kind on one line, naming the first few files), never
+fatal.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +29,9 @@ def _class_of(path: Path, root: Path) -> str | None:
 
 def read_image_folder(
     root: Path, size: int, channels: int
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], list[str]]:
-    """(uint8 images (N, C, size, size), int64 labels, class names, notes for the user)."""
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], list[str], int]:
+    """(uint8 images (N, C, size, size), int64 labels, class names, notes for the user,
+    the number of files skipped)."""
     if not root.is_dir():
         raise DataError(f"folder:{root}: not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -44,20 +48,20 @@ def read_image_folder(
         files = [p for p in files if _class_of(p, root) is not None]
     index = {name: i for i, name in enumerate(classes)}
     mode = "L" if channels == 1 else "RGB"
-    arrays, labels, bad = [], [], []
+    arrays, labels, bad, huge = [], [], [], []
     for path in files:
         try:
-            with Image.open(path) as img:
-                img.load()
-                picture = ImageOps.exif_transpose(img).convert(mode)
+            with warnings.catch_warnings():
+                # Pillow only warns between its limit and twice it: refuse those too.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    img.load()
+                    picture = ImageOps.exif_transpose(img).convert(mode)
             picture = ImageOps.fit(picture, (size, size), Image.Resampling.LANCZOS)
-        except (
-            OSError,
-            UnidentifiedImageError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombError,
-        ):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            huge.append(path)
+            continue
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             bad.append(path)
             continue
         array = np.asarray(picture, dtype=np.uint8)
@@ -65,11 +69,25 @@ def read_image_folder(
         class_name = _class_of(path, root)
         labels.append(index[class_name] if class_name is not None else 0)
     if bad:
-        shown = ", ".join(str(p) for p in bad[:SHOWN_BAD])
-        more = f" and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else ""
-        notes.append(f"skipped {len(bad)} unreadable image(s): {shown}{more}")
+        notes.append(f"skipped {len(bad)} unreadable image(s): {_named(bad)}")
+    if huge:
+        limit = f"{(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels"
+        notes.append(
+            f"skipped {len(huge)} image(s) over {limit} (Pillow's limit against "
+            f"decompression bombs): {_named(huge)}"
+        )
     if not arrays:
-        raise DataError(f"folder:{root}: none of the {len(files)} image files could be read")
+        raise DataError(
+            f"folder:{root}: none of the {len(files)} image files could be read"
+            + (f" ({'; '.join(notes)})" if notes else "")
+        )
     class_names = tuple(classes) if classes else (root.name or "images",)
     images = torch.from_numpy(np.stack(arrays))
-    return images, torch.tensor(labels, dtype=torch.long), class_names, notes
+    skipped = len(bad) + len(huge)
+    return images, torch.tensor(labels, dtype=torch.long), class_names, notes, skipped
+
+
+def _named(paths: list[Path]) -> str:
+    """The first SHOWN_BAD paths, and how many more."""
+    more = f" and {len(paths) - SHOWN_BAD} more" if len(paths) > SHOWN_BAD else ""
+    return ", ".join(str(p) for p in paths[:SHOWN_BAD]) + more

@@ -29,7 +29,7 @@ import gancli
 from gancli.engine.animation import epoch_grids
 from gancli.engine.config import config_to_dict, load_config
 from gancli.engine.errors import CheckpointError, GancliError
-from gancli.engine.files import atomic_write, check_output_file, check_writable
+from gancli.engine.files import atomic_write, check_output_file, check_writable, readable
 from gancli.engine.limits import human_bytes
 from gancli.engine.plots import loss_charts
 from gancli.engine.records import evaluation_rows, read_evaluations
@@ -115,7 +115,7 @@ def write_report(run: RunDir, out: Path | None = None, force: bool = False) -> d
     replace = force or out is None
     check_report_target(target, replace)
     report = collect(run)
-    page = render(report).encode("utf-8")
+    page = readable(render(report)).encode("utf-8")  # run, file and class names included
     with atomic_write(target, replace=replace) as tmp:
         tmp.write_bytes(page)
     return {

@@ -25,7 +25,7 @@ from gancli.engine.config import (
     load_config,
 )
 from gancli.engine.errors import CheckpointError, ConfigError, RunDirError, StorageError
-from gancli.engine.files import atomic_write, check_writable
+from gancli.engine.files import atomic_write, check_writable, readable
 from gancli.engine.records import MetricsLog
 
 ENV_RUNS_DIR = "GANCLI_RUNS_DIR"
@@ -167,9 +167,8 @@ class RunDir:
     def write_config(self, config: Config, how: str) -> None:
         """config.yaml: the resolved config, headed by how it came about."""
         with atomic_write(self.config) as tmp:
-            tmp.write_text(
-                f"# resolved config of {self.path.name} ({how})\n" + config_to_yaml(config)
-            )
+            header = f"# resolved config of {readable(self.path.name)} ({how})\n"
+            tmp.write_text(header + config_to_yaml(config), encoding="utf-8")
 
     def _why_no_checkpoint(self) -> str:
         owner = _lock_owner(self.path / LOCK_NAME)

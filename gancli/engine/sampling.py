@@ -204,7 +204,10 @@ def load_generator(
         ) from None
     model.to(device).eval()
     clusters = state.get("clusters")
-    prior = Clusters.from_state(clusters).prior if clusters else None
+    try:
+        prior = Clusters.from_state(clusters).prior if clusters else None
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint's clusters are damaged ({exc})") from None
     if config.model.clusters and prior is None:
         raise CheckpointError(f"{path}: the checkpoint lacks the clusters its model needs")
     return TrainedGenerator(

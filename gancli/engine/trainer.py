@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,11 @@ class Trainer:
         train_cfg = config.training
         distributed.check_batch_size(train_cfg.batch_size, self.ranks.world_size)
         if len(data) < train_cfg.batch_size * config.objective.n_critic:
+            skipped = f" ({data.skipped} unreadable files skipped)" if data.skipped else ""
             raise ConfigError(
                 f"training.batch_size: {train_cfg.batch_size} x objective.n_critic "
                 f"{config.objective.n_critic} real images are needed per G step, but the dataset "
-                f"has only {len(data)}; lower the batch size or raise data.limit"
+                f"has only {len(data)}{skipped}; lower the batch size or raise data.limit"
             )
         # told to the user when training starts
         self.notes: list[str] = list(data.notes) + runtime_notes(self.options, device)
@@ -148,6 +150,7 @@ class Trainer:
         self._resume_pending = False
         self._raised_epochs: int | None = None
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
+        self._failed_outputs: set[type[Listener]] = set()  # listeners already warned about
 
     def _clusters(self, checkpoint: dict[str, Any] | None) -> Clusters | None:
         """model.clusters: the checkpoint's clusters, or new ones found by rank 0."""
@@ -155,7 +158,13 @@ class Trainer:
         if not k:
             return None
         if checkpoint is not None:
-            return Clusters.from_state(checkpoint["clusters"])
+            try:
+                clusters = Clusters.from_state(checkpoint["clusters"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise CheckpointError(f"the checkpoint's clusters are damaged ({exc})") from None
+            if len(clusters.labels) != len(self.data):
+                raise CheckpointError("the checkpoint's clusters are not for this dataset")
+            return clusters
         seed, folder = self.config.training.seed, cache_home() / "clusters"
         clusters, cached = distributed.on_main(
             lambda: cached_clusters(self.data.images, k, seed, folder)
@@ -383,8 +392,7 @@ class Trainer:
                 last = self._train_epochs(images_per_step)
             finally:
                 self._rng = ckpt.capture_rng()  # a later fit() carries on from here
-            for listener in self.listeners:
-                listener.on_fit_end()
+            self._tell_listeners(methodcaller("on_fit_end"))
         seconds = time.perf_counter() - clock
         steps_done = self.step - start_step
         return TrainResult(
@@ -469,12 +477,12 @@ class Trainer:
             if flush:
                 now = time.perf_counter()
                 images = window_steps * images_per_step
-                shown = self._log("step", window, window_steps, images, now - window_clock)
+                logged = self._log("step", window, window_steps, images, now - window_clock)
                 window.zero_()
                 window_steps, window_clock = 0, now
-                last = {k: shown[k] for k in STATS}
-                for listener in self.listeners:
-                    listener.on_log(shown)
+                last = {k: logged[k] for k in STATS}
+                self._tell_listeners(methodcaller("on_log", logged))
+                shown = logged
             elif every is not None and time.perf_counter() - shown_at >= every:
                 # The window's losses so far, for the eye only: at most one device sync
                 # per preview, this rank's figures, nothing written.
@@ -520,9 +528,23 @@ class Trainer:
             sampler = self.state.sampler
             samples = generate(sampler, self.fixed_noise, self.fixed_labels)
             end = EpochEnd(self.epoch, self.step, sampler, samples)
-            for listener in self.listeners:
-                listener.on_epoch_end(end)
+            self._tell_listeners(methodcaller("on_epoch_end", end))
         self.save()  # every rank: it checks that their weights agree
+
+    def _tell_listeners(self, event: methodcaller) -> None:
+        """`event` on every listener in turn. An output a listener cannot make (a full
+        disk, a folder in the way of losses.png, a damaged epoch grid for the GIF) is a
+        warning, said once per listener, not the end of training: the epoch's checkpoint
+        is still written, and the command's exit code says the training succeeded."""
+        for listener in self.listeners:
+            try:
+                event(listener)
+            except Interrupted:
+                raise
+            except GancliError as exc:
+                if type(listener) not in self._failed_outputs:
+                    self._failed_outputs.add(type(listener))
+                    self.note(f"warning: {exc}; training goes on without it")
 
     def note(self, text: str) -> None:
         """Tell the user (rank 0's reporter)."""

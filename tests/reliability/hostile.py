@@ -17,6 +17,7 @@ import base64
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -41,6 +42,12 @@ FAMILIES = {
     8: "terminal safety and names: markup and escapes shown, odd names refused",
     9: "bounded work on hostile files: huge checkpoints refused before reading",
     10: "a wrong --data-dir stops at once; one level too deep is accepted",
+    11: "names that are not UTF-8 (runs, folders, classes): shown, written and embedded",
+    12: "values read back from a cache or a record are checked, not only their shape",
+    13: "one unreadable preset file hides no other preset",
+    14: "image folders: oversized pictures named, skipped files counted",
+    15: "completion offers only what the command accepts, and never a traceback",
+    16: "an exit code means what it says: a trained, checkpointed epoch is a success",
 }
 LONG = "a" * 260  # a file name longer than any file system allows (255 bytes)
 TINY = {"data.limit": 64, "training.batch_size": 32, "training.epochs": 2}
@@ -144,6 +151,19 @@ def _own_pngs(folder: Path, count: int) -> None:
         Image.new("L", (4, 4)).save(folder / f"{i:06d}_0.png")
 
 
+def _copy_run(target: Path, source: str) -> None:
+    """A second copy of the tiny run (source: {run}), under another name."""
+    copy_run(Path(source), target)
+
+
+def _big_png(path: Path, width: int, height: int) -> None:
+    """A black PNG of width x height pixels: a few hundred KB on disk whatever its size."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (width, height)).save(path)
+
+
 #: The damage a corpus entry's `setup` can do, as [op, path, *params].
 SETUP: dict[str, Callable[..., None]] = {
     "write": _write,
@@ -156,6 +176,8 @@ SETUP: dict[str, Callable[..., None]] = {
     "pngs": _own_pngs,
     "idx": _idx_gz,
     "sparse": _sparse,
+    "copy": _copy_run,
+    "bigpng": _big_png,
 }
 
 
@@ -546,3 +568,146 @@ def train_on_a_terminal(workdir: Path, data_dir: Path) -> str:
     if code != 0 or "Traceback" in text or "done: 2 epochs" not in text:
         return f"exit {code}: {text[-300:]!r}"
     return ""
+
+
+# --------------------------------------------------------------------------- round 3
+
+
+def _clean_run(done: subprocess.CompletedProcess[str], what: str) -> str:
+    if done.returncode != 0 or "Traceback" in done.stderr + done.stdout:
+        return f"{what}: exit {done.returncode}: {(done.stderr or done.stdout)[-200:]!r}"
+    return ""
+
+
+def non_utf8_folder_dataset(workdir: Path) -> str:
+    """A folder dataset whose path and one class folder are not UTF-8 (b'f\\xff',
+    b'caf\\xe9'), through train, evaluate, report, sample DIR/ and inspect --json: each
+    exits 0 with no traceback, and the page names the class with U+FFFD."""
+    root = workdir / "f\udcff"
+    _own_pngs(root / "caf\udce9", 160)
+    _own_pngs(root / "plain", 160)
+    run = workdir / "runs" / "cgan-mnist-001"
+    steps = [
+        ("train", "--preset", "cgan-mnist", "--set", f"data.dataset=folder:{root}",
+         "--batch-size", "32", "--epochs", "1", "--out", str(workdir / "runs")),
+        ("evaluate", str(run), "-n", "100"),
+        ("report", str(run)),
+        ("sample", str(run), "-n", "4", "--out", str(workdir / "pictures")),
+        ("inspect", str(run), "--json"),
+    ]  # fmt: skip
+    for args in steps:
+        problem = _clean_run(subprocess.run(gancli_command(*args), capture_output=True,
+                                            text=True, timeout=300), args[0])  # fmt: skip
+        if problem:
+            return problem
+    page = (run / "report.html").read_text(encoding="utf-8")
+    return "" if "caf\ufffd" in page else "the page does not name the class caf\ufffd"
+
+
+def damaged_cluster_cache(workdir: Path, data_dir: Path) -> str:
+    """Cluster-cache entries with the right key and shapes but damaged values (a NaN,
+    zero or negative share, shares that disagree with the labels, a label out of range):
+    each is computed again, never a traceback; a checkpoint whose clusters are damaged
+    is refused with one line."""
+    import torch
+
+    cache = workdir / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "GANCLI_DATA_DIR": str(data_dir)}
+    args = ("train", "--preset", "dcgan-mnist", "--limit", "128", "--batch-size", "32",
+            "--epochs", "1", "--set", "model.clusters=4", "--quiet")  # fmt: skip
+
+    def train(name: str) -> subprocess.CompletedProcess[str]:
+        out = ("--out", str(workdir / "runs"), "--name", name)
+        return subprocess.run(gancli_command(*args, *out), capture_output=True, text=True,
+                              timeout=300, env=env)  # fmt: skip
+
+    if problem := _clean_run(train("first"), "first train"):
+        return problem
+    (entry,) = (cache / "gancli" / "clusters").glob("*.pt")
+    good = torch.load(entry, weights_only=True)
+    damages = {
+        "NaN share": lambda s: s["prior"].__setitem__(0, float("nan")),
+        "zero shares": lambda s: s["prior"].zero_(),
+        "negative share": lambda s: s["prior"].__setitem__(0, -0.5),
+        "shares not the labels'": lambda s: s["prior"].copy_(s["prior"].flip(0)),
+        "label out of range": lambda s: s["labels"].__setitem__(0, 9),
+    }
+    for what, damage in damages.items():
+        state = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in good.items()}
+        damage(state)
+        torch.save(state, entry)
+        if problem := _clean_run(train("again"), f"train on a cache entry with a {what}"):
+            return problem
+        if not torch.equal(torch.load(entry, weights_only=True)["prior"], good["prior"]):
+            return f"the entry with a {what} was not computed again"
+    from gancli.engine.checkpoint import load_checkpoint
+
+    last = workdir / "runs" / "first-001" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    state["clusters"]["prior"] = torch.full_like(state["clusters"]["prior"], float("nan"))
+    torch.save(state, last)
+    done = subprocess.run(gancli_command("sample", str(last.parents[1]), "-n", "4"),
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    return one_error_line(done.stderr, done.returncode, 2)
+
+
+def unreadable_preset(workdir: Path) -> str:
+    """A presets folder holding, beside the shipped presets, files that cannot be read
+    (invalid YAML, bytes that are not UTF-8, a folder named like a preset): `gancli
+    presets` lists every other preset and names each bad one; completion offers the
+    others. Run in this process: the presets folder is patched, not the install."""
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from gancli import completion
+    from gancli.cli import app
+    from gancli.engine import config
+
+    folder = workdir / "presets"
+    shutil.copytree(config.presets_dir(), folder)
+    (folder / "broken-yaml.yaml").write_text("model: [unclosed\n")
+    (folder / "latin1.yaml").write_bytes(b"description: caf\xe9\n")
+    (folder / "a-folder.yaml").mkdir()
+    shipped = sorted(p.stem for p in config.presets_dir().glob("*.yaml"))
+    with mock.patch.object(config, "presets_dir", lambda: folder):
+        listed = CliRunner().invoke(app, ["presets", "--json"])
+        offered = [name for name, _ in completion.presets("")]
+    if listed.exit_code != 0:
+        return f"presets: exit {listed.exit_code}: {listed.output[-200:]!r}"
+    found = json.loads(listed.stdout)["presets"]
+    bad = ("a-folder", "broken-yaml", "latin1")
+    if missing := [n for n in shipped if n not in found or n not in offered]:
+        return f"hidden by a bad file: {missing[:3]}"
+    if unnamed := [n for n in bad if not found.get(n, "").startswith("(cannot be used: ")]:
+        return f"not named as unusable: {unnamed}"
+    return ""
+
+
+def completion_offers_what_is_accepted(workdir: Path, source: Path) -> str:
+    """`sample RUN --class <Tab>`: every class and 'all' for a conditional run; nothing for
+    an unconditional one (which refuses --class); nothing, and no traceback, for a run
+    whose config is damaged."""
+    import yaml
+
+    def complete(run: Path) -> tuple[list[str], str]:
+        env = {**os.environ, "_GANCLI_COMPLETE": "complete_bash",
+               "COMP_WORDS": f"gancli sample {run} --class ", "COMP_CWORD": "4"}  # fmt: skip
+        script = Path(sys.executable).with_name("gancli")  # what the shell calls
+        done = subprocess.run([script], env=env, capture_output=True, text=True)
+        return done.stdout.split(), done.stderr
+
+    offered, err = complete(source)
+    if offered != ["all", *"0123456789"] or err:
+        return f"a conditional run: {offered} {err[-200:]!r}"
+    plain = workdir / "plain"
+    copy_run(source, plain)
+    config = yaml.safe_load((source / "config.yaml").read_text())
+    config["model"]["conditional"] = False
+    _write(plain / "config.yaml", yaml.safe_dump(config))
+    offered, err = complete(plain)
+    if offered or err:
+        return f"an unconditional run: {offered} {err[-200:]!r}"
+    _write(plain / "config.yaml", "model: [unclosed\n")
+    offered, err = complete(plain)
+    return f"a damaged config: {offered} {err[-200:]!r}" if offered or err else ""
