@@ -98,7 +98,7 @@ def test_png_grid_for_one_digit(trained_runs: dict[str, Path], tmp_path: Path) -
     out = tmp_path / "seven.png"
     result = invoke("sample", trained_runs["cgan"], "--digit", "7", "-n", "64", "--out", out)
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"wrote 64 images of class 7 to {out}"
+    assert result.stdout.strip() == f"wrote 64 images of class 7 to {out}"
     with Image.open(out) as img:
         assert img.size[1] == 8 * 30 + 2 and img.mode == "L"
         assert img.size[0] > img.size[1]  # each row is named "7" in a left margin
@@ -140,7 +140,7 @@ def test_a_conditional_model_asked_for_no_class_draws_every_class(
     labels = np.load(tmp_path / "all.npz")["labels"]
     assert labels.tolist() == [d for d in range(10) for _ in range(10)]
     grid = invoke("sample", run, "-n", "100", "--out", tmp_path / "all.png")
-    assert grid.output.strip() == (
+    assert grid.stdout.strip() == (
         f"wrote 100 images of every class (10, in equal shares) to {tmp_path / 'all.png'}"
     )
     with Image.open(tmp_path / "all.png") as img:  # one row per class, each row named

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -118,10 +119,12 @@ def test_inception_offline_is_one_clear_line(trained_runs: dict[str, Path]) -> N
         "evaluate", str(trained_runs["cgan"]), "-n", "100", "--extractor", "inception"
     )
     assert code == 2 and out == ""
-    assert err.startswith("error: --extractor inception needs torchvision's Inception-v3")
-    assert len(err.strip().splitlines()) == 1
+    *stages, last = err.splitlines()  # the stages begun before the refusal, then one line
+    assert last.startswith("error: --extractor inception needs torchvision's Inception-v3")
+    assert stages == ["loading the evaluator and the real images"]
 
 
+@pytest.mark.slow
 def test_folder_evaluator_is_trained_once_and_cached(tmp_path: Path, data_dir: Path) -> None:
     from gancli.engine.data import load_dataset
     from gancli.engine.sampling import to_pil
@@ -139,6 +142,20 @@ def test_folder_evaluator_is_trained_once_and_cached(tmp_path: Path, data_dir: P
     second = load_evaluator(config, None, CPU, said.append)
     assert said == [] and second.sha256 == first.sha256
     assert first.accuracy > 0.5  # 480 training images at 16x16: well above chance (10%)
+    # A cached file with the right shapes but damaged values is trained again, not used.
+    (cached,) = (Path(os.environ["XDG_CACHE_HOME"]) / "gancli" / "evaluators").glob("*.pt")
+    good = torch.load(cached, weights_only=True)
+    for damage in (
+        lambda p: p.update(heldout_accuracy="high"),
+        lambda p: next(iter(p["state_dict"].values())).fill_(float("inf")),
+    ):
+        payload = {**good, "state_dict": {k: v.clone() for k, v in good["state_dict"].items()}}
+        damage(payload)
+        torch.save(payload, cached)
+        said.clear()
+        again = load_evaluator(config, None, CPU, said.append)
+        assert any("retraining the cached evaluator" in line for line in said), said
+        assert again.class_names == first.class_names and 0.5 < again.accuracy <= 1
     shutil.rmtree(folder / "3")  # different images: a different evaluator
     load_evaluator(config, None, CPU, said.append)
     assert any("training an evaluator" in line for line in said)

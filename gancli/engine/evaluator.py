@@ -335,19 +335,17 @@ def _from_payload(payload: Any, sha256: str, source: str) -> Evaluator:
         net = EvaluatorNet(channels, len(class_names))
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in payload["state_dict"].items()})  # fmt: skip
+        if not all(torch.isfinite(p).all() for p in net.state_dict().values()):
+            raise ValueError("its weights hold NaN or Inf")
+        accuracy = float(payload.get("heldout_accuracy") or 0.0)
+        if not 0.0 <= accuracy <= 1.0:  # NaN fails this too
+            raise ValueError(f"held-out accuracy {accuracy} is not a fraction")
+        dataset = str(payload["dataset"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{source or 'evaluator'}: unusable evaluator ({first})") from None
-    accuracy = float(payload.get("heldout_accuracy") or 0.0)
-    return Evaluator(
-        net.eval(),
-        str(payload["dataset"]),
-        (channels, height, width),
-        class_names,
-        sha256,
-        accuracy,
-        source,
-    )
+    shape = (channels, height, width)
+    return Evaluator(net.eval(), dataset, shape, class_names, sha256, accuracy, source)
 
 
 def read_evaluator(path: Path, expected_sha256: str | None = None) -> Evaluator:
@@ -395,7 +393,7 @@ def load_evaluator(
     elif name.startswith(FOLDER_PREFIX):
         data = load_dataset(native_config(config), data_dir)
         path = folder_cache_path(data)
-        evaluator = _cached_or_trained(config, data_dir, path, device, log)
+        evaluator = _cached_or_trained(config, data_dir, path, device, log, data.class_names)
     else:
         raise DataError(f"data.dataset: no evaluator for dataset '{name}'")
     evaluator.net.to(device)
@@ -408,13 +406,18 @@ def _cached_or_trained(
     path: Path,
     device: torch.device,
     log: Log | None,
+    class_names: tuple[str, ...],
 ) -> Evaluator:
     log = log or (lambda text: None)
     if path.is_file():
         try:
-            return read_evaluator(path)
+            cached = read_evaluator(path)
+            if cached.class_names != class_names:
+                raise CheckpointError(f"{path}: its classes are not the folder's")
+            return cached
         except CheckpointError as exc:
             log(f"retraining the cached evaluator: {exc}")
+            path.unlink(missing_ok=True)  # a cache entry: trained again below
     log(f"training an evaluator for {config.dataset} (first use; cached at {path})")
     return train_evaluator(config, data_dir, path, device, log=log)
 

@@ -541,7 +541,7 @@ class Trainer:
                 event(listener)
             except Interrupted:
                 raise
-            except GancliError as exc:
+            except (GancliError, OSError) as exc:
                 if type(listener) not in self._failed_outputs:
                     self._failed_outputs.add(type(listener))
                     self.note(f"warning: {exc}; training goes on without it")

@@ -211,8 +211,10 @@ def command_clean(
 ) -> str:
     """'' when the command behaved; otherwise what went wrong. A refusal (non-zero exit) is
     one line starting 'error:' naming `expect`, and changes no file; a success prints
-    `expect` somewhere. Either way: no traceback, and `absent`/`present` paths checked."""
-    lines = [line for line in output.splitlines() if line.strip()]
+    `expect` somewhere. Either way: no traceback, and `absent`/`present` paths checked.
+    The stage lines of `sample` and `evaluate` (work done before a refusal) are not
+    counted."""
+    lines = _messages(output)
     if "Traceback" in output:
         return "traceback"
     if "\x1b" in output:  # not a terminal: gancli's own output has no escape sequences
