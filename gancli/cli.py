@@ -160,17 +160,13 @@ def _say(line: str) -> None:
 
 
 def entry() -> None:
-    """The `gancli` command and `python -m gancli`: the app, then a quick exit."""
+    """The `gancli` command and `python -m gancli`."""
     # Start-up creates hundreds of thousands of long-lived objects (PyTorch's modules) and
     # next to no garbage, and the collector's passes over them took 0.2-0.3 s of every
     # command. Collected 70x less often, they cost nothing measurable; a training step
     # makes a few hundred container objects, so a pass still comes every minute or two.
     gc.set_threshold(50_000, 20, 10)
-    try:
-        app()
-    except SystemExit as done:
-        ui.exit_now(done.code)
-    ui.exit_now(0)
+    app()
 
 
 def _version(value: bool) -> None:

@@ -14,9 +14,8 @@ import io
 import json
 import os
 import sys
-import threading
 from errno import EBADF
-from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 
@@ -125,33 +124,6 @@ def guard_streams() -> None:
                 os.dup2(null, fd)
                 os.close(null)
     atexit.register(_flush_at_exit)
-
-
-def exit_now(code: object) -> NoReturn:
-    """End the process as `sys.exit(code)` would, less Python's teardown of every object
-    still alive, which after `import torch` alone takes 0.5-0.7 s of a 2-core CPU. What that
-    teardown does that matters still happens: other threads are waited for and the exit
-    handlers run (the streams' flush, temporary folders, TensorBoard's writer); the files
-    gancli writes are all closed by the time its command returns.
-
-    Only for the `gancli` process itself (cli.entry): a caller of `app` keeps its Python.
-    """
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # sys.exit("message"): printed, status 1
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.write(f"{code}\n")
-        status = 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    for name in ("stdout", "stderr"):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            getattr(sys, name).flush()
-    os._exit(status)
 
 
 def _flush_at_exit() -> None:

@@ -153,7 +153,6 @@ def test_class_embedding_keeps_each_class_in_one_contiguous_run() -> None:
     """The weight is a Linear's (features, classes), stored classes-major: through the
     trainer's conversions and a training step, and back from a plain Linear's state_dict."""
     from gancli.engine.models import ClassEmbedding
-    from gancli.engine.optim import Adam
 
     embed = ClassEmbedding(200, 6272)
     assert embed.weight.shape == (6272, 200) and embed.weight.t().is_contiguous()
@@ -161,7 +160,7 @@ def test_class_embedding_keeps_each_class_in_one_contiguous_run() -> None:
     embed.load_state_dict(plain.state_dict())
     assert torch.equal(embed.weight, plain.weight) and embed.weight.t().is_contiguous()
     embed.to(memory_format=torch.channels_last).to("cpu")
-    opt = Adam(embed.parameters(), lr=0.1)
+    opt = torch.optim.Adam(embed.parameters(), lr=0.1, fused=True)
     labels = torch.tensor([3, 3, 199])
     rows = embed(labels)
     torch.testing.assert_close(rows, plain.weight.t()[labels])

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancli.engine.config import ObjectiveConfig
-from gancli.engine.convolution import input_gradient
 
 
 class Objective:
@@ -61,6 +60,17 @@ class Objective:
     def score(self, d_out: torch.Tensor) -> torch.Tensor:
         """What is logged as D(x) and D(G(z)): a probability, or the critic's raw value."""
         return torch.sigmoid(d_out) if self.probabilistic else d_out
+
+
+def input_gradient(
+    discriminator: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """d(sum of D's scores) / d(images), per sample, as a graph the penalty's own backward
+    differentiates again (autograd's double backward)."""
+    images = images.detach().requires_grad_(True)
+    scores = discriminator(images, labels)
+    (grad,) = torch.autograd.grad(scores.sum(), images, create_graph=True)
+    return grad
 
 
 def zero_centred_penalty(

@@ -17,7 +17,6 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gancli.engine.config import ModelConfig
-from gancli.engine.convolution import Conv2d
 from gancli.engine.errors import ConfigError
 
 MLP_G_HIDDEN = (256, 512, 1024)
@@ -252,13 +251,13 @@ class DCGANDiscriminator(nn.Module):
         width = _scaled(DCGAN_BASE_CHANNELS, cfg.d_width)
         # (C + classes) x size x size -> ndf x (size / 2) x (size / 2); no norm on the input layer
         layers: list[nn.Module] = [
-            Conv2d(channels + self.input_classes, width, 4, 2, 1),
+            nn.Conv2d(channels + self.input_classes, width, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for _ in range(doublings - 1):
             # width x s x s -> (width * 2) x s/2 x s/2
             layers += [
-                Conv2d(width, width * 2, 4, 2, 1, bias=cfg.d_norm != "batch"),
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=cfg.d_norm != "batch"),
                 *_norm_2d_d(cfg.d_norm, width * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
