@@ -71,6 +71,7 @@ def test_interpolation_gif(trained_runs: dict[str, Path], tmp_path: Path) -> Non
     assert frames[0].tobytes() != frames[6].tobytes()  # it moves
 
 
+@pytest.mark.slow
 def test_class_walk_and_unconditional_walk(trained_runs: dict[str, Path], tmp_path: Path) -> None:
     classes = invoke(
         "animate", trained_runs["cgan"], "--across-classes", "--out", tmp_path / "c.gif", "--json"

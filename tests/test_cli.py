@@ -288,6 +288,7 @@ def complete(*words: str, runs: Path | None = None) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
 def test_shell_completion_offers_presets_runs_and_class_names(
     trained_runs: dict[str, Path],
 ) -> None:

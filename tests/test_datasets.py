@@ -153,6 +153,7 @@ def test_digits_are_balanced_seeded_and_mnist_like() -> None:
     assert len(data) == 500 and data.class_names == tuple("0123456789")
 
 
+@pytest.mark.slow
 def test_digits_are_recognisable() -> None:
     """A small CNN trained for one epoch on digits reads its own test split at >= 95%."""
     torch.manual_seed(0)

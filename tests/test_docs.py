@@ -71,6 +71,7 @@ def code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, re.M | re.S)
 
 
+@pytest.mark.slow
 def test_the_export_snippets_run_on_the_run_command_1_makes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

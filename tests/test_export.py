@@ -193,6 +193,7 @@ def check_sidecar(side: dict[str, Any], key: str, fmt: str, out: Path, run: Path
 
 
 @pytest.mark.parametrize("fmt", list(SUFFIX))
+@pytest.mark.slow
 def test_export_reproduces_sample_without_gancli(
     fmt: str, prepared: tuple[dict[str, Path], dict[str, Path]], tmp_path: Path
 ) -> None:

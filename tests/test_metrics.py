@@ -53,6 +53,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise() -> None:
     assert 0 < distances[0] < distances[1] < distances[2]
 
 
+@pytest.mark.slow
 def test_kid_is_unbiased_on_one_distribution_and_positive_across_two() -> None:
     a, b = _gaussian(3000, 32, seed=5), _gaussian(3000, 32, seed=6)
     same, same_std = metrics.kernel_distance(a, b, subsets=50)

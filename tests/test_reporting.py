@@ -142,6 +142,7 @@ def test_a_long_stage_off_a_terminal_is_never_silent() -> None:
                                    for x in lines[1:])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_evaluate_and_sample_say_their_stages_on_stderr(
     trained_runs: dict[str, Path], tmp_path: Path
 ) -> None:

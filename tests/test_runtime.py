@@ -45,6 +45,7 @@ def _faults_per_step(mode: str) -> tuple[bool | None, float]:
 @pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
+@pytest.mark.slow
 def test_freed_tensor_memory_is_reused_not_faulted_in_again() -> None:
     _, default = _faults_per_step("default")
     kept, reused = _faults_per_step("keep")

@@ -44,6 +44,7 @@ def test_shipped_evaluators_are_pinned_small_and_load_weights_only(name: str) ->
 
 
 @pytest.mark.parametrize("name,floor", [("mnist", 0.992), ("fashion-mnist", 0.91)])
+@pytest.mark.slow
 def test_evaluator_accuracy_on_the_real_test_split(
     name: str, floor: float, real_data_dir: Path
 ) -> None:
@@ -142,20 +143,23 @@ def test_folder_evaluator_is_trained_once_and_cached(tmp_path: Path, data_dir: P
     second = load_evaluator(config, None, CPU, said.append)
     assert said == [] and second.sha256 == first.sha256
     assert first.accuracy > 0.5  # 480 training images at 16x16: well above chance (10%)
-    # A cached file with the right shapes but damaged values is trained again, not used.
+    # A cached file with the right shapes but damaged values is refused, then trained again.
     (cached,) = (Path(os.environ["XDG_CACHE_HOME"]) / "gancli" / "evaluators").glob("*.pt")
     good = torch.load(cached, weights_only=True)
-    for damage in (
-        lambda p: p.update(heldout_accuracy="high"),
-        lambda p: next(iter(p["state_dict"].values())).fill_(float("inf")),
+    for damage, why in (
+        (lambda p: p.update(heldout_accuracy=float("nan")), "is not a fraction"),
+        (lambda p: p.update(heldout_accuracy="high"), "could not convert"),
+        (lambda p: next(iter(p["state_dict"].values())).fill_(float("inf")), "NaN or Inf"),
     ):
         payload = {**good, "state_dict": {k: v.clone() for k, v in good["state_dict"].items()}}
         damage(payload)
         torch.save(payload, cached)
-        said.clear()
-        again = load_evaluator(config, None, CPU, said.append)
-        assert any("retraining the cached evaluator" in line for line in said), said
-        assert again.class_names == first.class_names and 0.5 < again.accuracy <= 1
+        with pytest.raises(CheckpointError, match=why):
+            read_evaluator(cached)
+    said.clear()
+    again = load_evaluator(config, None, CPU, said.append)
+    assert any("retraining the cached evaluator" in line for line in said), said
+    assert again.class_names == first.class_names and 0.5 < again.accuracy <= 1
     shutil.rmtree(folder / "3")  # different images: a different evaluator
     load_evaluator(config, None, CPU, said.append)
     assert any("training an evaluator" in line for line in said)

@@ -22,6 +22,7 @@ def read_events(run: Path) -> EventAccumulator:
     return events
 
 
+@pytest.mark.slow
 def test_a_run_logs_scalars_grids_evaluations_and_its_config(
     tmp_path: Path, data_dir: Path
 ) -> None:

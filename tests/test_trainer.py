@@ -43,6 +43,7 @@ def new_trainer(tmp_path: Path, preset: str, data_dir: Path, *sets: str, **flags
 
 
 @pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.slow
 def test_one_epoch_of_each_preset_writes_a_complete_run(
     tmp_path: Path, data_dir: Path, preset: str
 ) -> None:
@@ -131,6 +132,7 @@ MODERN = [
     ],
     ids=["dcgan-ema", "wgan-gp", "cgan", "rpgan-r1-r2-mbstd-ema-ramp-augment", "clusters"],
 )
+@pytest.mark.slow
 def test_resume_is_bitwise_exact(
     tmp_path: Path, data_dir: Path, preset: str, sets: list[str]
 ) -> None:
@@ -215,6 +217,7 @@ def test_a_live_display_gets_the_epoch_every_step_and_losses_from_the_first(
     assert steps == [10, 10, 20, 20]  # a step line and an epoch line per epoch
 
 
+@pytest.mark.slow
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
     straight = new_trainer(tmp_path / "a", "dcgan-mnist", data_dir, **{"training.epochs": 2})
     straight.fit()
@@ -233,6 +236,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir:
     )
 
 
+@pytest.mark.slow
 def test_nan_losses_stop_training_without_a_nan_checkpoint(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ def test_the_corpus_is_large_and_varied() -> None:
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["id"] for e in CORPUS])
+@pytest.mark.slow
 def test_bad_input(entry: dict, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if entry["kind"] != "command":
         result = runner.invoke(app, ["train", *corpus_args(entry, tmp_path)])

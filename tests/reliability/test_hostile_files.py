@@ -28,6 +28,7 @@ def good(trained_runs: dict[str, Path]) -> bytes:
     return (trained_runs["cgan"] / "checkpoints" / "last.pt").read_bytes()
 
 
+@pytest.mark.slow
 def test_every_mutant_is_refused(tmp_path: Path, good: bytes) -> None:
     for name, data in mutants(good, 12, seed=1):
         path = tmp_path / "m.pt"
@@ -38,6 +39,7 @@ def test_every_mutant_is_refused(tmp_path: Path, good: bytes) -> None:
         assert clean_failure(result.exit_code, result.output, ""), (name, result.output)
 
 
+@pytest.mark.slow
 def test_flipped_tensor_bits_fail_the_checksum(tmp_path: Path, good: bytes) -> None:
     state = torch.load(io.BytesIO(good), weights_only=True)  # torch itself sees nothing wrong
     state["generator"]["net.0.weight"][0, 0, 0, 0] += 1e-3

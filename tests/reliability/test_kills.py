@@ -25,6 +25,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> RunDi
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.7])
+@pytest.mark.slow
 def test_kill_9_then_resume_is_bitwise_exact(
     tmp_path: Path, data_dir: Path, reference: RunDir, delay: float
 ) -> None:
@@ -33,6 +34,7 @@ def test_kill_9_then_resume_is_bitwise_exact(
     assert result.survived and result.resumed and result.bitwise_equal, result
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_renames_leaves_previous(tmp_path: Path, reference: RunDir) -> None:
     """The moment last.pt is renamed away, previous.pt is complete; resume picks it."""
     run = RunDir(tmp_path / "run")
@@ -45,6 +47,7 @@ def test_a_kill_between_the_renames_leaves_previous(tmp_path: Path, reference: R
     assert path == run.previous_checkpoint and found["step"] == state["step"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
     tmp_path: Path, data_dir: Path, reference: RunDir
 ) -> None:
@@ -91,6 +94,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 )
+@pytest.mark.slow
 def test_a_signal_checkpoints_prints_how_to_resume_and_exits(
     tmp_path: Path, data_dir: Path, signum: int, code: int
 ) -> None:

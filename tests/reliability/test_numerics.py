@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -54,6 +55,7 @@ def test_warns_when_samples_collapse(tmp_path: Path, data_dir: Path) -> None:
     assert "epoch 2 samples vary only 0%" in reporter.notes[0]
 
 
+@pytest.mark.slow
 def test_no_false_alarms_in_a_normal_run(tmp_path: Path, data_dir: Path) -> None:
     trainer = new(tmp_path, data_dir, "dcgan-mnist", **{"training.epochs": 2})
     up_front = list(trainer.notes)  # said before training (e.g. a pointer to --precision bf16)
@@ -62,6 +64,7 @@ def test_no_false_alarms_in_a_normal_run(tmp_path: Path, data_dir: Path) -> None
     assert reporter.notes == up_front
 
 
+@pytest.mark.slow
 def test_same_seed_twice_is_bitwise_identical(tmp_path: Path, data_dir: Path) -> None:
     from helpers import differing
 

@@ -51,6 +51,7 @@ def no_space(*args: object, **kwargs: object) -> None:
     ],
     ids=["checkpoint", "png", "plot", "metrics"],
 )
+@pytest.mark.slow
 def test_disk_full_keeps_the_last_checkpoint(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, target: tuple
 ) -> None:
@@ -148,6 +149,7 @@ def test_resume_of_a_run_in_progress_is_refused(tmp_path: Path, data_dir: Path) 
 # --------------------------------------------------------------------------- round 2
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_inside_torch_save_is_one_line(tmp_path: Path, data_dir: Path) -> None:
     problem = disk_full_training(tmp_path, data_dir)
     if problem is None:
@@ -176,6 +178,7 @@ def test_the_zip_writers_runtime_error_becomes_the_os_error_behind_it(
 
 
 @pytest.mark.parametrize("command", ["resume", "sample", "evaluate", "report", "export"])
+@pytest.mark.slow
 def test_a_read_only_run_folder_is_one_line_and_untouched(
     tmp_path: Path, tiny_run: Path, command: str
 ) -> None:

@@ -15,6 +15,7 @@ def test_training_piped_to_head_runs_to_the_end(tmp_path: Path, data_dir: Path) 
     assert not train_piped_to_head(tmp_path, data_dir)
 
 
+@pytest.mark.slow
 def test_training_on_a_terminal_shows_its_bar_and_finishes(tmp_path: Path, data_dir: Path) -> None:
     assert not train_on_a_terminal(tmp_path, data_dir)
 
@@ -33,6 +34,7 @@ def test_training_on_a_terminal_shows_its_bar_and_finishes(tmp_path: Path, data_
         ("export", ">&-", False),
     ],
 )
+@pytest.mark.slow
 def test_closed_or_full_stdout(
     tmp_path: Path, tiny_run: Path, command: str, redirect: str, json_out: bool
 ) -> None:
