@@ -67,7 +67,7 @@ class TrainStatus:
     epoch: int = 1  # the epoch under way, 1-based
     stats: dict[str, float] | None = None  # the latest losses and images/s
     started: float = field(default_factory=time.monotonic)
-    first_step: int = 0
+    first_step: int = field(init=False)  # where this process began: the ETA's pace
 
     def __post_init__(self) -> None:
         self.first_step = self.step

@@ -390,9 +390,9 @@ def check_output(
     scale: int = 1,
 ) -> None:
     """Everything that would stop the write, checked before any image is made: the kind of
-    --out, what is already there, the scale, and the memory or disk space it needs."""
+    --out, what is already there, the scale, and the memory or disk space it needs.
+    `request` is as check_request returned it (write_samples passes it so)."""
     kind = output_kind(out)
-    request = check_request(trained, request)
     check_target(out)
     check_writable(out if kind == "folder" else out.parent, "--out")
     image_bytes = math.prod(trained.image_shape)
