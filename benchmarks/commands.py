@@ -69,7 +69,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,7 +77,8 @@ from pathlib import Path
 from typing import Any
 
 # throughput.py sits beside this file: sys.path[0] when run as a script
-from throughput import FULL, QUICK, RESULTS, ROOT, Settings, machine, time_windows
+import harness
+from throughput import FULL, QUICK, RESULTS, ROOT, Settings, time_windows
 
 from gancli.engine.config import list_presets, load_config
 from gancli.engine.errors import ConfigError
@@ -107,36 +107,6 @@ class Plan:
 # --------------------------------------------------------------------------- one command
 
 
-def run_command(command: list[str], logs: Path) -> dict[str, Any]:
-    """Run `command` to its end in a fresh process: its wall and CPU seconds and stdout.
-
-    os.wait4 gives the rusage of this child alone, whatever else this process has started.
-    """
-    with open(logs.with_suffix(".out"), "w") as out, open(logs.with_suffix(".err"), "w") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:  # stopped: take the child down too
-            process.kill()
-            process.wait()
-            raise
-        wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        errors = logs.with_suffix(".err").read_text().strip().splitlines()[-20:]
-        raise SystemExit(
-            f"`{' '.join(command[1:])}` exited {process.returncode}:\n" + "\n".join(errors)
-        )
-    return {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "user": usage.ru_utime,
-        "system": usage.ru_stime,
-        "stdout": logs.with_suffix(".out").read_text(),
-    }
-
-
 def size_flags(limit: int | None) -> list[str]:
     return [] if limit is None else ["--limit", str(limit)]
 
@@ -149,7 +119,7 @@ def run_gancli(preset: str, limit: int | None, plan: Plan, tmp: Path) -> dict[st
         *size_flags(limit), "--threads", str(plan.threads), "--data-dir", str(plan.data_dir),
         "--out", str(root), "--quiet",
     ]  # fmt: skip
-    result = run_command(command, tmp / "gancli")
+    result = harness.run_command(command, tmp / "gancli")
     (metrics,) = root.glob("*/metrics.jsonl")
     config = load_config(preset)
     images_per_step = config.training.batch_size * config.objective.n_critic
@@ -192,7 +162,7 @@ def run_tutorial(preset: str, limit: int | None, plan: Plan, tmp: Path) -> dict[
         *size_flags(limit), "--threads", str(plan.threads), "--data-dir", str(plan.data_dir),
         "--out", str(out),
     ]  # fmt: skip
-    result = run_command(command, tmp / "tutorial")
+    result = harness.run_command(command, tmp / "tutorial")
     printed = json.loads(result.pop("stdout").strip().splitlines()[-1])
     result.update(printed)
     result["fixed"] = result["wall"] - result["train_seconds"]
@@ -201,7 +171,7 @@ def run_tutorial(preset: str, limit: int | None, plan: Plan, tmp: Path) -> dict[
 
 
 def run_import_torch(tmp: Path) -> dict[str, Any]:
-    result = run_command([sys.executable, "-c", "import torch"], tmp / "import-torch")
+    result = harness.run_command([sys.executable, "-c", "import torch"], tmp / "import-torch")
     del result["stdout"]
     return result
 
@@ -308,10 +278,6 @@ def _size_label(limit: int | None) -> str:
     return "full epoch" if limit is None else f"N={limit:,}"
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def _number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -411,7 +377,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 out.append(
                     {
                         "text": f"{where}: whole-command ratio {s['ratio_wall']:.2f}x >= "
-                        f"{target:.1f}x {_verdict(ok)}",
+                        f"{target:.1f}x {harness.verdict(ok)}",
                         "pass": ok,
                     }
                 )
@@ -422,7 +388,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "text": f"{where}: {figure} images/s {100 * steady:.0f}% of step-only, "
-                    f"within {100 * STEADY_TOLERANCE:.0f}% {_verdict(ok)}",
+                    f"within {100 * STEADY_TOLERANCE:.0f}% {harness.verdict(ok)}",
                     "pass": ok,
                 }
             )
@@ -431,7 +397,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 {
                     "text": f"{where}: fixed cost beyond import torch "
                     f"{s['fixed_beyond_import_torch']:.2f} s < {FIXED_BEYOND_TORCH_S:.0f} s "
-                    f"{_verdict(ok)}",
+                    f"{harness.verdict(ok)}",
                     "pass": ok,
                 }
             )
@@ -471,9 +437,7 @@ def _arguments() -> tuple[Plan, Path]:
             load_config(name)
         except ConfigError as exc:
             parser.error(str(exc))
-    data_dir = (
-        args.data_dir or Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
-    ).resolve()
+    data_dir = harness.data_dir(args)
     default_out = Path(tempfile.gettempdir()) if args.quick else RESULTS
     args.out = args.out or default_out / "commands.md"
     return Plan(
@@ -496,7 +460,7 @@ def main() -> None:
     started = time.perf_counter()
     step = plan.step_only
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": harness.machine(),
         "threads": plan.threads,
         "quick": plan.quick,
         "sizes": plan.sizes,

@@ -28,10 +28,10 @@ from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import Config, config_from_dict, config_to_dict, load_config
 from gancli.engine.data import to_unit_range
 from gancli.engine.evaluator import evaluation_splits
+from gancli.engine.generator import TrainedGenerator, load_generator
 from gancli.engine.options import RuntimeOptions
-from gancli.engine.sampling import TrainedGenerator, load_generator
-from gancli.engine.scoring import EvalRequest, evaluate, generated_images
-from gancli.engine.trainer import Trainer
+from gancli.engine.scoring import EvalRequest, generated_images, score_generator
+from gancli.engine.starting import new_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -59,13 +59,14 @@ def run_preset(spec: str, args: argparse.Namespace, out: Path) -> dict[str, Any]
         checkpoint = finished
     else:
         options = RuntimeOptions(data_dir=args.data_dir, threads=args.threads)
-        trainer = Trainer.new(config, options, preset_name=preset, out=str(out), name=label)
+        trainer = new_trainer(config, options, preset_name=preset, out=str(out), name=label)
         trainer.fit()
         checkpoint = trainer.run.last_checkpoint
     state = load_checkpoint(checkpoint)
     minutes = state["elapsed"] / 60  # training time, grids and checkpoints included
     trained = load_generator(checkpoint)
-    report = evaluate(trained, EvalRequest(n=args.n, seed=args.seed), args.data_dir).to_dict()
+    request = EvalRequest(n=args.n, seed=args.seed)
+    report = score_generator(trained, request, args.data_dir).to_dict()
     report.update(
         preset=preset,
         epochs=config.training.epochs,

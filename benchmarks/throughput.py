@@ -62,7 +62,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -75,6 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -95,8 +95,7 @@ from gancli.engine.runtime import (
 )
 from gancli.engine.state import STATS, TrainState
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+ROOT, RESULTS = harness.ROOT, harness.RESULTS
 QUICK_PRESETS = "dcgan-mnist,cgan-notmnist,gan-mnist,wgan-mnist,wgan-gp-mnist"
 TARGET_RATIO = 2.0  # gancli images/s over the reference's, on every preset
 TARGET_PEAK_SHARE = 0.60  # of the measured fp32 matmul peak, on PEAK_PRESET
@@ -525,28 +524,8 @@ def bench_preset(
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    fields: dict[str, str] = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return {
-        "cpu": fields.get("model name", platform.processor() or "unknown"),
-        "logical_cpus": os.cpu_count(),
-        "cores_per_socket": fields.get("cpu cores", "?"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
 def _rate(values: list[float], median: float) -> str:
     return f"{median:,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -653,16 +632,19 @@ def _target_lines(report: dict[str, Any]) -> list[str]:
         elif r["ratio"] < TARGET_RATIO and r["kernel_bound"] < TARGET_RATIO:
             why = f" (out of reach with these kernels: bound {r['kernel_bound']:.2f}x)"
         if r["ratio_bf16"] is not None:
-            why += f"; with bf16 {r['ratio_bf16']:.2f}x {_verdict(r['ratio_bf16'] >= TARGET_RATIO)}"
+            bf16_ok = harness.verdict(r["ratio_bf16"] >= TARGET_RATIO)
+            why += f"; with bf16 {r['ratio_bf16']:.2f}x {bf16_ok}"
         lines.append(
             f"- {r['preset']}: ratio {r['ratio']:.2f}x >= {TARGET_RATIO:.1f}x "
-            f"{_verdict(r['ratio'] >= TARGET_RATIO)}{why}; peak RSS {r['peak_rss']['mb']:.0f} MB "
-            f"<= {TARGET_RSS_MB:.0f} MB {_verdict(r['peak_rss']['mb'] <= TARGET_RSS_MB)}"
+            f"{harness.verdict(r['ratio'] >= TARGET_RATIO)}{why}; peak RSS "
+            f"{r['peak_rss']['mb']:.0f} MB <= {TARGET_RSS_MB:.0f} MB "
+            f"{harness.verdict(r['peak_rss']['mb'] <= TARGET_RSS_MB)}"
         )
         if r["preset"] == PEAK_PRESET:
             lines.append(
                 f"- {r['preset']}: {100 * r['peak_share']:.1f}% of fp32 peak >= "
-                f"{100 * TARGET_PEAK_SHARE:.0f}% {_verdict(r['peak_share'] >= TARGET_PEAK_SHARE)}"
+                f"{100 * TARGET_PEAK_SHARE:.0f}% "
+                f"{harness.verdict(r['peak_share'] >= TARGET_PEAK_SHARE)}"
             )
     return lines
 
@@ -696,9 +678,7 @@ def _arguments() -> tuple[argparse.Namespace, Settings, list[str], Path, Path]:
     )
     default_out = Path(tempfile.gettempdir()) if args.quick else RESULTS
     out = args.out or default_out / "throughput.md"
-    data_dir = (
-        args.data_dir or Path(os.environ.get("GANCLI_DATA_DIR") or ROOT.parent / "shared" / "data")
-    ).resolve()
+    data_dir = harness.data_dir(args)
     os.environ.setdefault("GANCLI_NO_DOWNLOAD", "1")
     presets = args.presets or (QUICK_PRESETS if args.quick else ",".join(list_presets()))
     names = [p.strip() for p in presets.split(",") if p.strip()]
@@ -718,7 +698,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data_dir}")
     started = time.perf_counter()
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": harness.machine(),
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "bf16": args.bf16,

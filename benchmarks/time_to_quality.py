@@ -34,16 +34,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
-from commands import TUTORIAL, run_command, size_flags
-from throughput import RESULTS, ROOT, machine
+from commands import TUTORIAL, size_flags
+from harness import run_command
+from throughput import RESULTS, ROOT
 
 from gancli.engine.config import Config, load_config
 from gancli.engine.data import ImageSet, load_dataset
 from gancli.engine.evaluator import evaluation_splits, load_evaluator
+from gancli.engine.generator import TrainedGenerator, load_generator
 from gancli.engine.models import build_models
 from gancli.engine.runtime import default_threads
-from gancli.engine.sampling import TrainedGenerator, load_generator
 from gancli.engine.scoring import Scorer, generated_images
 
 PRESETS = ("gan-mnist", "dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "cgan-mnist", "modern-mnist")
@@ -247,7 +249,7 @@ def main() -> None:
     judge = Judge(load_config(presets[0]), args.data_dir)
     kept, earlier_seconds = _kept_rows(args, presets)
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": harness.machine(),
         "threads": args.threads,
         "epochs": args.epochs,
         "presets": kept,

@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer import rich_utils as typer_rich_utils
-from typer.core import TyperArgument, TyperOption
+from typer.core import TyperGroup
 
 import gancli
 from gancli import completion, reporting, ui
@@ -29,9 +28,47 @@ from gancli.engine.errors import (
     raise_on_termination,
 )
 
+
+class OneLineErrors(TyperGroup):
+    """Typer's usage errors (a value of the wrong type or out of range, an unknown option,
+    a missing value) as one line on stderr, like every other gancli error, instead of a
+    usage line and a framed box; their exit code (2) stays. They are caught here, around
+    the whole command line, by their interface (exit_code and format_message): Typer
+    raises Click's exceptions, from click or from its own copy of it."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        own = {"args": args, "prog_name": prog_name, "complete_var": complete_var, **extra}
+        own["windows_expand_args"] = windows_expand_args
+        if not standalone_mode:
+            return super().main(standalone_mode=False, **own)
+        try:
+            code = super().main(standalone_mode=False, **own)
+        except typer.Abort:
+            _say("aborted")
+            code = 1
+        except Exception as error:
+            if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+                raise
+            if type(error).__name__ != "NoArgsIsHelpError":  # else the help was shown
+                ctx = getattr(error, "ctx", None)
+                hint = f" (see {ctx.command_path} -h)" if ctx is not None else ""
+                _say(f"error: {' '.join(error.format_message().split())}{hint}")
+            code = error.exit_code
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="gancli",
     help="Train, sample, animate, score and inspect the classic GANs.",
+    cls=OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -39,49 +76,24 @@ app = typer.Typer(
 )
 
 
-def _no_type_for_flags(show_type: Any) -> Any:
-    """Typer's type column, left empty where it is noise: a flag takes no value (newer
-    Typer prints `<bool>` for it) and a named argument (RUN) says what it takes."""
+def flag(*names: str, **settings: Any) -> Any:
+    """typer.Option for a flag, with the help's type column left empty: a flag takes no
+    value (Typer would print `<bool>` there)."""
+    return typer.Option(*names, metavar="", **settings)
 
-    def column(param: Any, ctx: Any) -> str | None:
-        if getattr(param, "is_flag", False) or isinstance(param, TyperArgument):
-            return None
-        shown: str | None = show_type(param, ctx)
-        return shown
-
-    return column
-
-
-for _kind in (TyperOption, TyperArgument):
-    if hasattr(_kind, "display_type_rich"):  # Typer >= 0.16; older ones print no types
-        _kind.display_type_rich = _no_type_for_flags(_kind.display_type_rich)  # type: ignore[method-assign]
-
-
-def _usage_error_in_one_line(error: Any) -> None:
-    """Typer's own usage errors (a value of the wrong type or out of range, an unknown
-    option, a missing value) as one line on stderr, like every other gancli error, instead
-    of a usage line and a framed box. Its exit code (2) stays."""
-    if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown: nothing to add
-        return
-    ctx = getattr(error, "ctx", None)
-    hint = f" (see {ctx.command_path} -h)" if ctx is not None else ""
-    _say(f"error: {' '.join(error.format_message().split())}{hint}")
-
-
-typer_rich_utils.rich_format_error = _usage_error_in_one_line  # type: ignore[assignment]
 
 # Help panels: what an option is about.
 RECIPE, DATA, DEVICE, RUN, OUTPUT = "Recipe", "Data", "Device", "Run folder", "Output"
 
 JsonOpt = Annotated[
     bool,
-    typer.Option(
+    flag(
         "--json", help="Print one JSON object on stdout and nothing else there.",
         rich_help_panel=OUTPUT,
     ),
 ]  # fmt: skip
 QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print nothing but errors.", rich_help_panel=OUTPUT)
+    bool, flag("--quiet", "-q", help="Print nothing but errors.", rich_help_panel=OUTPUT)
 ]
 RunsOpt = Annotated[
     Path | None,
@@ -96,6 +108,37 @@ DeviceOpt = Annotated[
         metavar="auto|cpu|cuda|cuda:N|mps", help="Where to compute.", rich_help_panel=DEVICE
     ),
 ]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="DIR", rich_help_panel=DATA, help="Data root to search first for the real images."
+    ),
+]
+EmaOpt = Annotated[
+    bool | None,
+    flag(
+        "--ema/--no-ema", help="The EMA generator (default: if the run kept one).",
+        show_default=False,
+    ),
+]  # fmt: skip
+BatchOpt = Annotated[
+    int, typer.Option(min=1, help="Images per forward pass.", rich_help_panel=DEVICE)
+]
+
+
+def force_option(what: str = "") -> Any:
+    """--force, which replaces an existing --out; `what` adds what else it means."""
+    return flag("--force", help=f"Replace an existing --out{what}.", rich_help_panel=OUTPUT)
+
+
+def scale_option(what: str) -> Any:
+    """--scale K: each pixel of `what` as a K x K block."""
+    return typer.Option(
+        "--scale", metavar="K", rich_help_panel=OUTPUT,
+        help=f"Enlarge each pixel of {what} to K x K, K from 1 to 16 (nearest neighbour).",
+    )  # fmt: skip
+
+
 #: A run folder or checkpoint argument, completed from the runs root.
 RunArg = Annotated[
     str | None,
@@ -118,6 +161,7 @@ RunDirArg = Annotated[
 
 
 class Precision(str, enum.Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -179,9 +223,7 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
+        flag("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = False,
 ) -> None:
     """Train, sample, animate, score and inspect the classic GANs."""
@@ -281,7 +323,7 @@ def train(
     ] = None,
     tensorboard: Annotated[
         bool | None,
-        typer.Option(
+        flag(
             "--tensorboard/--no-tensorboard",
             rich_help_panel=RUN,
             show_default=False,
@@ -302,14 +344,15 @@ def train(
         Precision,
         typer.Option(
             rich_help_panel=DEVICE,
-            help="Arithmetic of the forward passes: fp32, or bf16/fp16 autocast (mixed "
-            "precision; fp16 adds loss scaling). fp32 on CUDA uses TF32 tensor cores. "
-            "On a CPU, bf16 is fast only with AVX512-BF16 or AMX, and fp16 is very slow.",
+            help="Arithmetic of the forward passes: auto (bf16 autocast on a GPU with "
+            "bfloat16, else fp32; the start line says which and why), fp32, or bf16/fp16 "
+            "autocast (fp16 adds loss scaling). fp32 on CUDA uses TF32 tensor cores. On a "
+            "CPU, bf16 is fast only with AVX512-BF16 or AMX, and fp16 is very slow.",
         ),
-    ] = Precision.fp32,
+    ] = Precision.auto,
     compile_: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--compile/--no-compile",
             rich_help_panel=DEVICE,
             help="torch.compile G and D: faster steps after a compile of tens of seconds.",
@@ -317,7 +360,7 @@ def train(
     ] = False,
     sync_bn: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--sync-bn",
             rich_help_panel=DEVICE,
             help="Under torchrun on GPUs: batch-norm statistics over the global batch "
@@ -326,7 +369,7 @@ def train(
     ] = False,
     deterministic: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--deterministic",
             rich_help_panel=DEVICE,
             help="Only deterministic kernels (CUDA); fails naming the op that has none.",
@@ -334,9 +377,7 @@ def train(
     ] = False,
     dry_run: Annotated[
         bool,
-        typer.Option(
-            "--dry-run", help="Print the resolved config and stop.", rich_help_panel=OUTPUT
-        ),
+        flag("--dry-run", help="Print the resolved config and stop.", rich_help_panel=OUTPUT),
     ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -400,6 +441,17 @@ def train(
             console.print(ui.done_line(result), soft_wrap=True)
 
 
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+@contextmanager
+def _stages(json_out: bool, quiet: bool) -> Iterator[reporting.StageProgress]:
+    """What a long command is doing, as plain lines on stderr (see reporting.StageProgress)."""
+    with reporting.StageProgress(ui.make_console(json_out), quiet, ui.make_console(True)) as stages:
+        yield stages
+
+
 def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> None:
     """--json: the payload on stdout; otherwise one human line unless --quiet."""
     if json_out:
@@ -433,12 +485,7 @@ def sample(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Same seed, same images.")] = 0,
-    ema: Annotated[
-        bool | None,
-        typer.Option(
-            "--ema/--no-ema", help="Use the EMA generator (default: if kept).", show_default=False
-        ),
-    ] = None,
+    ema: EmaOpt = None,
     truncation: Annotated[
         float | None,
         typer.Option(min=0.01, metavar="T", help="Redraw noise entries with |z| > T."),
@@ -455,57 +502,30 @@ def sample(
     nrow: Annotated[
         int | None, typer.Option(min=1, help="Images per grid row.", rich_help_panel=OUTPUT)
     ] = None,
-    scale: Annotated[
-        int,
-        typer.Option(
-            "--scale",
-            metavar="K",
-            rich_help_panel=OUTPUT,
-            help="Enlarge each pixel of a .png grid or a folder's PNGs to K x K, K from 1 to "
-            "16 (nearest neighbour); a .npz keeps the images as generated.",
-        ),
-    ] = 1,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing --out.", rich_help_panel=OUTPUT)
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Images per forward pass.", rich_help_panel=DEVICE)
-    ] = 500,
+    scale: Annotated[int, scale_option("a .png grid or a folder's PNGs (not a .npz)")] = 1,
+    force: Annotated[bool, force_option()] = False,
+    batch_size: BatchOpt = 500,
     device: DeviceOpt = "auto",
     runs: RunsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Generate images from a trained run, without retraining."""
-    from gancli.engine.runs import GENERATED, resolve_checkpoint, runs_root
-    from gancli.engine.runtime import use_device
-    from gancli.engine.sampling import (
-        SampleRequest,
-        check_scale_factor,
-        load_generator,
-        parse_labels,
-        write_samples,
-    )
+    from gancli.engine.sampling import SampleJob
+    from gancli.engine.sampling import sample as sample_images
 
-    with cli_errors():
-        check_scale_factor(scale)
-        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
-        trained = load_generator(checkpoint, use_device(device), ema)
-        labels = tuple(parse_labels(classes or [], trained.class_names))
-        request = SampleRequest(num, labels, seed, truncation, batch_size)
-        default_dir = (run.path if run else Path.cwd()) / GENERATED
-        with reporting.StageProgress(
-            ui.make_console(json_out), quiet, ui.make_console(True)
-        ) as progress:
-            result = write_samples(trained, request, out, nrow, force, default_dir, scale, progress)
-        result.update(
-            checkpoint=str(checkpoint), epoch=trained.epoch, ema=trained.uses_ema, seed=seed
-        )
-        what = ui.classes_phrase(result["classes"], len(trained.class_names))
-        removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
-        unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
-        line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
-        _emit(result, json_out, quiet, line)
+    job = SampleJob(
+        run=path, runs=_text(runs), n=num, classes=tuple(classes or ()), seed=seed,
+        truncation=truncation, batch_size=batch_size, out=_text(out), nrow=nrow, scale=scale,
+        force=force, ema=ema, device=device,
+    )  # fmt: skip
+    with cli_errors(), _stages(json_out, quiet) as progress:
+        result = sample_images(job, progress)
+    what = ui.classes_phrase(result["classes"], result["class_count"])
+    removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
+    unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
+    line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
+    _emit(result, json_out, quiet, line)
 
 
 @app.command(
@@ -526,14 +546,7 @@ def export(
             help="state-dict or safetensors (weights), torchscript or onnx (the network).",
         ),
     ] = None,
-    ema: Annotated[
-        bool | None,
-        typer.Option(
-            "--ema/--no-ema",
-            help="Export the EMA generator (default: if kept).",
-            show_default=False,
-        ),
-    ] = None,
+    ema: EmaOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -543,42 +556,25 @@ def export(
             "(default: RUN/export/generator.pt|.safetensors|.torchscript|.onnx).",
         ),
     ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="Replace an existing --out and its sidecar.", rich_help_panel=OUTPUT
-        ),
-    ] = False,
+    force: Annotated[bool, force_option(" and its sidecar")] = False,
     runs: RunsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the generator alone, to use without gancli, with a JSON sidecar saying how."""
-    from gancli.engine.export import (
-        check_format,
-        check_out,
-        default_out,
-        export_generator,
-        load_source,
-    )
+    from gancli.engine.export import ExportJob
+    from gancli.engine.export import export as export_generator
     from gancli.engine.limits import human_bytes
-    from gancli.engine.runs import resolve_checkpoint, runs_root
 
+    job = ExportJob(format_, path, _text(runs), _text(out), ema, force)
     with cli_errors():
-        if format_ is None:
-            raise ConfigError("--format: choose state-dict, safetensors, torchscript or onnx")
-        check_format(format_)  # an unknown format or a missing package: before any loading
-        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
-        target = out or default_out(run.path if run else Path.cwd(), format_)
-        check_out(target, format_, checkpoint, force)
-        trained, sha256 = load_source(checkpoint, ema)
-        result = export_generator(trained, sha256, format_, target, force)
-        which = "EMA generator" if trained.uses_ema else "generator"
-        line = (
-            f"wrote {result['out']} ({human_bytes(result['bytes'])}, the {which} of epoch "
-            f"{trained.epoch}) and {result['sidecar']}"
-        )
-        _emit(result, json_out, quiet, line)
+        result = export_generator(job)
+    which = "EMA generator" if result["ema"] else "generator"
+    line = (
+        f"wrote {result['out']} ({human_bytes(result['bytes'])}, the {which} of epoch "
+        f"{result['epoch']}) and {result['sidecar']}"
+    )
+    _emit(result, json_out, quiet, line)
 
 
 @app.command(
@@ -607,58 +603,31 @@ def animate(
     hold_last: Annotated[float, typer.Option(min=0, help="Extra seconds on the last frame.")] = 2.0,
     interpolate: Annotated[
         bool,
-        typer.Option("--interpolate", help="A latent-space walk of the final generator instead."),
+        flag("--interpolate", help="A latent-space walk of the final generator instead."),
     ] = False,
     across_classes: Annotated[
         bool,
-        typer.Option("--across-classes", help="With --interpolate: walk across classes, fixed z."),
+        flag("--across-classes", help="With --interpolate: walk across classes, fixed z."),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the walk's keyframes.")] = 0,
-    scale: Annotated[
-        int,
-        typer.Option(
-            "--scale",
-            metavar="K",
-            rich_help_panel=OUTPUT,
-            help="Enlarge each pixel of every frame to K x K, K from 1 to 16 (nearest neighbour).",
-        ),
-    ] = 1,
+    scale: Annotated[int, scale_option("every frame")] = 1,
     runs: RunsOpt = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            rich_help_panel=OUTPUT,
-            help="Replace an existing --out (the run's own GIFs always are).",
-        ),
-    ] = False,
+    force: Annotated[bool, force_option(" (the run's own GIFs always are)")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build a GIF (or MP4) of training progress, or of a walk through latent space."""
-    from gancli.engine.animation import (
-        check_animation,
-        latent_walk,
-        write_animation,
-        write_progress,
-    )
-    from gancli.engine.runs import RunDir, latest_run, runs_root
-    from gancli.engine.sampling import check_scale_factor, load_generator
+    from gancli.engine.animation import AnimateJob
+    from gancli.engine.animation import animate as write_animation
 
-    replace = force or out is None  # the run's own progress.gif / interpolation.gif
+    job = AnimateJob(
+        run=path, runs=_text(runs), out=_text(out), fps=fps, every=every, loop=loop,
+        hold_last=hold_last, interpolate=interpolate, across_classes=across_classes, seed=seed,
+        scale=scale, force=force,
+    )  # fmt: skip
     with cli_errors():
-        check_scale_factor(scale)
-        run = RunDir.open(path) if path else latest_run(runs_root(runs))
-        if interpolate or across_classes:
-            target = out or run.path / "interpolation.gif"
-            check_animation(target, loop, 0, replace)
-            trained = load_generator(run.newest_checkpoint()[0])
-            frames = latent_walk(trained, seed=seed, across_classes=across_classes)
-            write_animation(frames, target, fps or 12.0, loop, 0, replace, scale)
-            result: dict[str, Any] = {"out": str(target), "frames": len(frames), "scale": scale}
-        else:
-            result = write_progress(run, out, fps or 2.0, every, loop, hold_last, replace, scale)
-        _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
+        result = write_animation(job)
+    _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
 
 
 @app.command(
@@ -684,14 +653,13 @@ def inspect(
 ) -> None:
     """Show what a run, checkpoint or preset holds: config, architecture, progress, health."""
     from gancli.engine.inspection import inspect_target
-    from gancli.engine.runs import latest_run, runs_root
 
     with cli_errors():
-        report = inspect_target(path or str(latest_run(runs_root(runs)).path))
-        if json_out:
-            ui.print_json(report.to_dict())
-        elif not quiet:
-            ui.render_report(report, ui.make_console(False))
+        report = inspect_target(path, _text(runs))
+    if json_out:
+        ui.print_json(report.to_dict())
+    elif not quiet:
+        ui.render_report(report, ui.make_console(False))
 
 
 @app.command(
@@ -712,31 +680,22 @@ def report(
         ),
     ] = None,
     runs: RunsOpt = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            rich_help_panel=OUTPUT,
-            help="Replace an existing --out (RUN/report.html always is).",
-        ),
-    ] = False,
+    force: Annotated[bool, force_option(" (RUN/report.html always is)")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write a self-contained HTML page about a run: grids, curves, evaluation, warnings."""
     from gancli.engine.limits import human_bytes
-    from gancli.engine.report import open_run_for_report, write_report
-    from gancli.engine.runs import latest_run, runs_root
+    from gancli.engine.report import write_report
 
     with cli_errors():
-        run = open_run_for_report(path) if path else latest_run(runs_root(runs))
-        result = write_report(run, out, force)
-        shown, total = result["grids"], result["grids_total"]
-        grids = f"{shown} of {total}" if shown != total else f"{total}"
-        problems = result["problems"]
-        noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
-        line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
-        _emit(result, json_out, quiet, line)
+        result = write_report(path, _text(out), force, _text(runs))
+    shown, total = result["grids"], result["grids_total"]
+    grids = f"{shown} of {total}" if shown != total else f"{total}"
+    problems = result["problems"]
+    noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
+    line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
+    _emit(result, json_out, quiet, line)
 
 
 @app.command(epilog=examples("gancli presets", "gancli presets --json"))
@@ -746,17 +705,16 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
 
     with cli_errors():
         found = list_presets()
-        if json_out:
-            ui.print_json({"directory": str(presets_dir()), "presets": found})
-        elif not quiet:
-            ui.render_presets(found, ui.make_console(False))
+    if json_out:
+        ui.print_json({"directory": str(presets_dir()), "presets": found})
+    elif not quiet:
+        ui.render_presets(found, ui.make_console(False))
 
 
 @app.command(
     epilog=examples(
         "gancli evaluate runs/cgan-mnist-001",
         "gancli evaluate runs/x/checkpoints/epoch_0005.pt -n 2000 --json",
-        "gancli evaluate --train-evaluator mnist --out mnist.pt",
     )
 )
 def evaluate(
@@ -765,14 +723,7 @@ def evaluate(
         int, typer.Option("--num", "-n", min=1, help="Samples to score (and real images).")
     ] = 10_000,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the noise and real subset.")] = 0,
-    ema: Annotated[
-        bool | None,
-        typer.Option(
-            "--ema/--no-ema",
-            help="Score the EMA generator (default: if kept).",
-            show_default=False,
-        ),
-    ] = None,
+    ema: EmaOpt = None,
     extractor: Annotated[
         str,
         typer.Option(
@@ -783,127 +734,77 @@ def evaluate(
     ] = "evaluator",
     floor: Annotated[
         bool,
-        typer.Option("--floor/--no-floor", help="Also score real training images (the floor)."),
+        flag("--floor/--no-floor", help="Also score real training images (the floor)."),
     ] = True,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Images per forward pass.", rich_help_panel=DEVICE)
-    ] = 500,
-    train_evaluator: Annotated[
-        str | None,
-        typer.Option(
-            "--train-evaluator",
-            metavar="DATASET",
-            rich_help_panel="Training an evaluator",
-            help="Instead: train DATASET's evaluator CNN (seeded) and write it to --out.",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            rich_help_panel="Training an evaluator",
-            help="With --train-evaluator: the file to write.",
-        ),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            rich_help_panel="Training an evaluator",
-            help="With --train-evaluator: epochs (default: the recipe's).",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="DIR",
-            rich_help_panel=DATA,
-            help="Data root to search first for the real images.",
-        ),
-    ] = None,
+    batch_size: BatchOpt = 500,
+    data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     runs: RunsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained generator: FID, KID, IS, precision/recall, class coverage and accuracy."""
-    from gancli.engine.runtime import use_device
+    from gancli.engine.scoring import EvalRequest, EvaluateJob
+    from gancli.engine.scoring import evaluate as score
 
+    request = EvalRequest(num, seed, batch_size, extractor, floor)
+    job = EvaluateJob(path, _text(runs), request, ema, _text(data_dir), device)
     console = ui.make_console(json_out)
+    with cli_errors(), _stages(json_out, quiet) as progress:
+        report = score(job, _logger(console, quiet), progress)
+    if json_out:
+        ui.print_json(report.to_dict())
+    elif not quiet:
+        ui.render_evaluation(report, console)
+
+
+@app.command(
+    "train-evaluator",
+    epilog=examples(
+        "gancli train-evaluator mnist --out mnist.pt",
+        "gancli train-evaluator ~/pictures/cats --out cats.pt --epochs 20",
+    ),
+)
+def train_evaluator(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATASET",
+            show_default=False,
+            help="A dataset name (mnist, fashion-mnist, ...) or a folder of images.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(metavar="FILE", rich_help_panel=OUTPUT, help="The file to write (a new one)."),
+    ],
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs (default: the dataset's recipe).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same weights.")] = 0,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the small classifier that evaluate scores with, for a dataset or image folder."""
+    from gancli.engine.evaluator import EvaluatorJob, train_evaluator_file
+
+    job = EvaluatorJob(dataset, str(out), epochs, seed, _text(data_dir), device)
+    with cli_errors():
+        result = train_evaluator_file(job, _logger(ui.make_console(json_out), quiet))
+    line = (
+        f"wrote {result['out']}: {100 * result['heldout_accuracy']:.2f}% on held-out images, "
+        f"sha256 {result['sha256']}"
+    )
+    _emit(result, json_out, quiet, line)
+
+
+def _logger(console: Any, quiet: bool) -> Any:
+    """The engine's `log`: lines on the console, none with --quiet."""
 
     def log(text: str) -> None:
         if not quiet:
             console.print(text, soft_wrap=True)
 
-    with cli_errors():
-        if train_evaluator is not None:
-            _train_evaluator(
-                train_evaluator, out, epochs, seed, data_dir, device, log, json_out, quiet
-            )
-            return
-        from gancli.engine.files import check_writable
-        from gancli.engine.runs import resolve_checkpoint, runs_root
-        from gancli.engine.sampling import load_generator
-        from gancli.engine.scoring import EvalRequest, append_record, check_request
-        from gancli.engine.scoring import evaluate as score
-
-        request = EvalRequest(num, seed, batch_size, extractor, floor)
-        check_request(request)
-        run, checkpoint = resolve_checkpoint(path, runs_root(runs))
-        if run is not None:
-            check_writable(run.path, "eval.json")  # now, not after minutes of scoring
-        trained = load_generator(checkpoint, use_device(device), ema)
-        with reporting.StageProgress(console, quiet, ui.make_console(True)) as progress:
-            report = score(trained, request, str(data_dir) if data_dir else None, log, progress)
-        if run is not None:
-            append_record(run, report, log)
-            report.saved_to = str(run.evaluations)
-        if json_out:
-            ui.print_json(report.to_dict())
-        elif not quiet:
-            ui.render_evaluation(report, console)
-
-
-def _train_evaluator(
-    dataset: str,
-    out: Path | None,
-    epochs: int | None,
-    seed: int,
-    data_dir: Path | None,
-    device: str,
-    log: Any,
-    json_out: bool,
-    quiet: bool,
-) -> None:
-    from gancli.engine.config import DataConfig
-    from gancli.engine.evaluator import train_evaluator
-    from gancli.engine.files import check_target
-    from gancli.engine.runtime import use_device
-
-    if out is None:
-        raise ConfigError("--train-evaluator: give the file to write with --out")
-    check_target(out)
-    if out.exists():
-        raise ConfigError(f"--out {out}: already exists; choose a new file name")
-    evaluator = train_evaluator(
-        DataConfig(dataset=dataset),
-        str(data_dir) if data_dir else None,
-        out,
-        use_device(device),
-        epochs,
-        seed,
-        log,
-    )
-    result = {
-        "out": str(out),
-        "dataset": evaluator.dataset,
-        "heldout_accuracy": evaluator.accuracy,
-        "sha256": evaluator.sha256,
-    }
-    _emit(
-        result,
-        json_out,
-        quiet,
-        f"wrote {out}: {100 * evaluator.accuracy:.2f}% on held-out images, "
-        f"sha256 {evaluator.sha256}",
-    )
+    return log

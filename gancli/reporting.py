@@ -47,8 +47,10 @@ def start_line(info: dict[str, Any]) -> str:
     if info.get("world_size", 1) > 1:
         kind = str(info["device"]).split(":")[0]
         where = f"{info['world_size']} processes ({kind}, {info['threads']} threads each"
-    if info.get("precision", "fp32") != "fp32":
-        where += f", {info['precision']} autocast"
+    precision = info.get("precision", "fp32")
+    where += ", fp32" if precision == "fp32" else f", {precision} autocast"
+    reason = info.get("precision_reason", "as asked")
+    where += f" ({reason})" if reason != "as asked" else ""
     return (
         f"run {info['run_dir']} on {where}), "
         f"{info['dataset']}, {info['epochs']} epoch{'s' if info['epochs'] != 1 else ''} x "

@@ -81,7 +81,7 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> di
     """Tiny finished runs to sample, animate and inspect: conditional, EMA, 3 epochs."""
     from gancli.engine.config import load_config
     from gancli.engine.options import RuntimeOptions
-    from gancli.engine.trainer import Trainer
+    from gancli.engine.starting import new_trainer
 
     root = tmp_path_factory.mktemp("trained")
     options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
@@ -92,7 +92,7 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> di
     ):
         flags = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 3}
         config = load_config(preset, sets, flags)
-        trainer = Trainer.new(config, options, preset_name=preset, out=str(root))
+        trainer = new_trainer(config, options, preset_name=preset, out=str(root))
         trainer.fit()
         runs[key] = trainer.run.path
     return runs

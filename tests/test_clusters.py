@@ -11,7 +11,7 @@ from gancli.engine import clusters as clusters_module
 from gancli.engine.clusters import Clusters, cached_clusters, draw, find_clusters
 from gancli.engine.config import load_config
 from gancli.engine.errors import ConfigError
-from gancli.engine.sampling import SampleRequest, TrainedGenerator, sample_batches
+from gancli.engine.generator import SampleRequest, TrainedGenerator, sample_batches
 
 
 def three_groups() -> tuple[torch.Tensor, torch.Tensor]:

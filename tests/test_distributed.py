@@ -31,8 +31,8 @@ from gancli.engine.models import build_models
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import MetricsLog
 from gancli.engine.runtime import default_threads, physical_cores
+from gancli.engine.starting import new_trainer, resume_trainer
 from gancli.engine.state import TrainState
-from gancli.engine.trainer import Trainer
 
 SMALL = ["model.g_width=0.25", "model.d_width=0.25"]  # tiny networks: the tests time the plumbing
 TINY_FLAGS = ["--limit", "256", "--batch-size", "32", "--epochs", "1"]
@@ -117,7 +117,7 @@ def test_two_ranks_train_in_sync_then_resume_on_one_process(tmp_path: Path, data
     assert not any(p.name.startswith(".") for p in run.iterdir())  # the run lock is gone
 
     # The step counter does not depend on the world size: resume on a single process.
-    resumed = Trainer.resume(run, options(data_dir), epochs=2)
+    resumed = resume_trainer(run, options(data_dir), epochs=2)
     result = resumed.fit()
     assert (result.steps, result.epochs, result.world_size) == (16, 2, 1)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -130,7 +130,7 @@ def test_two_ranks_train_in_sync_then_resume_on_one_process(tmp_path: Path, data
 def test_wgan_gp_resumes_on_two_ranks(tmp_path: Path, data_dir: Path) -> None:
     """One process trains an epoch; torchrun continues it on 2 ranks (gradient penalty)."""
     config = tiny_config("wgan-gp-mnist", "model.arch=mlp", limit=320)  # layer norm in D
-    trainer = Trainer.new(config, options(data_dir), out=runs_dir(tmp_path))
+    trainer = new_trainer(config, options(data_dir), out=runs_dir(tmp_path))
     trainer.fit()
     steps = trainer.step  # 320 images / (32 x 5 critic steps) = 2
     code, stdout, stderr = finish(
@@ -383,14 +383,14 @@ class Notes:
 
 def assert_finite_metrics(run: Path) -> None:
     for record in MetricsLog(run / "metrics.jsonl").read():
-        if record["kind"] != "warning":
+        if record["kind"] in ("step", "epoch"):
             assert all(math.isfinite(record[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake"))
 
 
 def test_bf16_autocast_on_the_cpu_trains_and_says_it_is_slow(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    trainer = Trainer.new(
+    trainer = new_trainer(
         tiny_config("gan-mnist"), options(data_dir, precision="bf16"), out=runs_dir(tmp_path)
     )
     reporter = Notes()
@@ -409,18 +409,19 @@ def test_fp16_keeps_its_loss_scalers_in_checkpoints(tmp_path: Path, data_dir: Pa
     """wgan-gp: the penalty runs in float32 beside fp16 forward passes and scaled gradients.
     (MLP networks: fp16 convolutions on a CPU are 30x slower than fp32.)"""
     config = tiny_config("wgan-gp-mnist", "model.arch=mlp", limit=320)
-    trainer = Trainer.new(config, options(data_dir, precision="fp16"), out=runs_dir(tmp_path))
+    trainer = new_trainer(config, options(data_dir, precision="fp16"), out=runs_dir(tmp_path))
     trainer.fit()
     assert_finite_metrics(trainer.run.path)
     state = load_checkpoint(trainer.run.path / "checkpoints" / "last.pt")
     for name in ("scaler_g", "scaler_d"):
         assert state[name]["scale"] > 0 and state[name]["growth_interval"] == 2000
     fp16 = options(data_dir, precision="fp16")
-    resumed = Trainer.resume(trainer.run.path, fp16, epochs=2)
+    resumed = resume_trainer(trainer.run.path, fp16, epochs=2)
     scaler = resumed.state.scaler_d
     assert scaler is not None and scaler.state_dict() == state["scaler_d"]
-    # How it runs is not part of the run: a resume may change the precision.
-    again = Trainer.resume(trainer.run.path, options(data_dir), epochs=2)
+    # A resume with --precision auto keeps the run's own; another one may be asked for.
+    assert resume_trainer(trainer.run.path, options(data_dir), epochs=2).options.precision == "fp16"
+    again = resume_trainer(trainer.run.path, options(data_dir, precision="fp32"), epochs=2)
     assert again.state.scaler_d is None
     again.fit()
     assert_finite_metrics(trainer.run.path)
@@ -435,12 +436,50 @@ def test_16_bit_on_the_cpu_comes_with_a_note_on_speed(monkeypatch: pytest.Monkey
         monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision, fast=fast: fast)
         (note,) = runtime.runtime_notes(RuntimeOptions(precision="bf16"), cpu)
         assert fragment in note
-    # fp32 on a CPU with bf16 units: a pointer to the faster option; without them, nothing
-    monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision: True)
-    (note,) = runtime.runtime_notes(RuntimeOptions(), cpu)
-    assert "--precision bf16" in note
+        assert runtime.runtime_notes(RuntimeOptions(precision="fp32"), cpu) == []
+
+
+def test_precision_auto_picks_by_hardware_and_keeps_a_resumed_runs_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gancli.engine.runtime as runtime
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    choose = runtime.choose_precision
+    assert choose("fp32", gpu) == ("fp32", "as asked")  # --precision fp32 always forces it
+    assert choose("bf16", cpu) == ("bf16", "as asked")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert choose("auto", gpu)[0] == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    precision, why = choose("auto", gpu)
+    assert precision == "fp32" and "no bfloat16" in why
+    # A CPU without bf16 units trains in fp32; one with them too, until bf16's quality on
+    # CPUs is measured (AUTO_BF16_ON_CPU), and the reason points at the faster option.
     monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision: False)
-    assert runtime.runtime_notes(RuntimeOptions(), cpu) == []
+    assert choose("auto", cpu) == ("fp32", "auto: this CPU has no bf16 units")
+    monkeypatch.setattr(runtime, "fast_on_cpu", lambda precision: True)
+    precision, why = choose("auto", cpu)
+    assert precision == "fp32" and "--precision bf16" in why
+    monkeypatch.setattr(runtime, "AUTO_BF16_ON_CPU", True)
+    assert choose("auto", cpu)[0] == "bf16"
+    # A resume keeps the precision the run trained in, so that it stays bitwise exact.
+    assert choose("auto", cpu, previous="fp16") == ("fp16", "auto: the run's own")
+    assert choose("fp32", cpu, previous="fp16") == ("fp32", "as asked")
+
+
+def test_the_precision_is_said_at_the_start_and_kept_per_segment(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    trainer = new_trainer(tiny_config("gan-mnist"), options(data_dir), out=runs_dir(tmp_path))
+    reporter = Notes()
+    trainer.fit(reporter)
+    resumed = resume_trainer(trainer.run.path, options(data_dir, precision="fp32"), epochs=2)
+    resumed.fit()
+    segments = [r for r in resumed.run.log.read() if r["kind"] == "segment"]
+    assert [s["step"] for s in segments] == [0, trainer.steps_per_epoch]
+    assert segments[0]["precision"] == "fp32" and segments[0]["precision_reason"].startswith("auto")
+    assert segments[1]["precision_reason"] == "as asked" and segments[1]["device"] == "cpu"
+    assert segments[0]["threads"] == 1 and segments[0]["world_size"] == 1
 
 
 # --------------------------------------------------------------------------- compile
@@ -468,7 +507,7 @@ def test_compile_wraps_the_training_passes_and_checkpoints_keep_plain_keys(
         return FakeCompiled(module)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    trainer = Trainer.new(
+    trainer = new_trainer(
         tiny_config("gan-mnist"), options(data_dir, compile=True), out=runs_dir(tmp_path)
     )
     # G, D for the D step, D for the G step; all the plain modules in a single process.
@@ -482,7 +521,7 @@ def test_compile_wraps_the_training_passes_and_checkpoints_keep_plain_keys(
     g, d = build_models(trainer.config.model, (1, 28, 28), 10)
     assert set(state["generator"]) == set(g.state_dict())
     assert set(state["discriminator"]) == set(d.state_dict())
-    Trainer.resume(trainer.run.path, options(data_dir), epochs=2).fit()  # no compile
+    resume_trainer(trainer.run.path, options(data_dir), epochs=2).fit()  # no compile
 
 
 # --------------------------------------------------------------------------- threads

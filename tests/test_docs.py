@@ -106,3 +106,11 @@ def test_the_export_snippets_run_on_the_run_command_1_makes(
             timeout=300,
         )
         assert run.returncode == 0, run.stderr[-2000:]
+    # The Python form of the commands, on the same run.
+    (api,) = [b for b in code_blocks(text, "python") if "SampleJob(" in b]
+    assert f'run="{RUN}"' in api
+    run = subprocess.run(
+        [sys.executable, "-c", api], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "sevens.png").is_file() and (tmp_path / RUN / "eval.json").is_file()

@@ -20,8 +20,8 @@ import gancli
 from gancli.cli import app
 from gancli.engine import export
 from gancli.engine.config import config_from_dict, load_config
+from gancli.engine.generator import SampleRequest, TrainedGenerator, load_generator, sample_batches
 from gancli.engine.models import build_models
-from gancli.engine.sampling import SampleRequest, TrainedGenerator, load_generator, sample_batches
 
 runner = CliRunner()
 SEED = 11

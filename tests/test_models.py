@@ -8,16 +8,20 @@ import pytest
 import torch
 from torch import nn
 
+from gancli.engine import fast_layers
 from gancli.engine.config import ModelConfig
 from gancli.engine.errors import ConfigError
+from gancli.engine.fast_layers import ClassEmbedding, FullConv2d
 from gancli.engine.models import (
     ClassBatchNorm2d,
-    FullConv2d,
     activations_per_sample,
     build_models,
     dcgan_geometry,
-    has_batch_norm,
 )
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def parameters(module: torch.nn.Module) -> int:
@@ -152,7 +156,6 @@ def test_projection_conditioning_is_a_class_dependent_last_layer(arch: str, clas
 def test_class_embedding_keeps_each_class_in_one_contiguous_run() -> None:
     """The weight is a Linear's (features, classes), stored classes-major: through the
     trainer's conversions and a training step, and back from a plain Linear's state_dict."""
-    from gancli.engine.models import ClassEmbedding
 
     embed = ClassEmbedding(200, 6272)
     assert embed.weight.shape == (6272, 200) and embed.weight.t().is_contiguous()
@@ -390,3 +393,31 @@ def test_d_on_joined_batches_in_parts_equals_one_pass_per_batch(
         assert (p.grad - q.grad).abs().max() <= 1e-5 * scale, name
     for (name, b), c in zip(joined.named_buffers(), apart.buffers(), strict=True):
         assert torch.equal(b, c), name  # running statistics: the real part's, then the fake's
+
+
+@pytest.mark.parametrize("preset", ["dcgan-mnist", "cgan-mnist"])
+def test_the_fast_layers_compute_what_their_plain_forms_do(
+    preset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GANCLI_PLAIN_LAYERS=1's path (the plain nn layers) and the fast one give the same
+    outputs and gradients, to float rounding, on the networks of both kinds of labels."""
+    from gancli.engine.config import load_config
+
+    torch.manual_seed(0)
+    generator, discriminator = build_models(load_config(preset).model, (1, 28, 28), 10)
+    classes = generator.num_classes
+    z, labels = torch.randn(16, 100), torch.randint(0, classes, (16,))
+
+    def run() -> tuple[torch.Tensor, ...]:
+        generator.zero_grad()
+        discriminator.zero_grad()
+        score = discriminator(generator(z, labels), labels)
+        score.sum().backward()
+        grads = [p.grad.clone() for p in (*generator.parameters(), *discriminator.parameters())]
+        return (score.detach(), *grads)
+
+    fast = run()
+    monkeypatch.setattr(fast_layers, "PLAIN", True)
+    plain = run()
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

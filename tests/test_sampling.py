@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from gancli.cli import app
 from gancli.engine.errors import ConfigError
-from gancli.engine.sampling import (
+from gancli.engine.generator import (
     SampleRequest,
     load_generator,
     noise_chunks,

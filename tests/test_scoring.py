@@ -128,7 +128,7 @@ def test_inception_offline_is_one_clear_line(trained_runs: dict[str, Path]) -> N
 @pytest.mark.slow
 def test_folder_evaluator_is_trained_once_and_cached(tmp_path: Path, data_dir: Path) -> None:
     from gancli.engine.data import load_dataset
-    from gancli.engine.sampling import to_pil
+    from gancli.engine.grids import to_pil
 
     mnist = load_dataset(DataConfig(dataset="mnist", limit=600), data_dir)
     folder = tmp_path / "pictures"
@@ -191,13 +191,13 @@ def test_a_drop_in_coverage_is_a_warning() -> None:
 
 
 def test_evaluate_tells_each_stage_and_counts_the_samples(trained_runs: dict[str, Path]) -> None:
+    from gancli.engine.generator import load_generator
     from gancli.engine.runs import RunDir
-    from gancli.engine.sampling import load_generator
-    from gancli.engine.scoring import EvalRequest, evaluate
+    from gancli.engine.scoring import EvalRequest, score_generator
 
     heard: list[tuple[str, int, int | None]] = []
     trained = load_generator(RunDir(trained_runs["cgan"]).last_checkpoint, CPU)
-    evaluate(trained, EvalRequest(n=300, floor=True), progress=lambda *a: heard.append(a))
+    score_generator(trained, EvalRequest(n=300, floor=True), progress=lambda *a: heard.append(a))
     stages = list(dict.fromkeys(stage for stage, _, _ in heard))
     assert stages == [
         "loading the evaluator and the real images",

@@ -13,16 +13,17 @@ import torch
 from helpers import differing, make_mnist_root
 from PIL import Image, ImageFont
 
-from gancli.engine import losses
+from gancli.engine import losses, starting
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.config import list_presets, load_config
 from gancli.engine.data import FASHION_CLASSES, cache_home
-from gancli.engine.errors import CheckpointError, ConfigError, TrainingError
+from gancli.engine.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from gancli.engine.generator import SampleRequest, load_generator, parse_labels, sample_batches
 from gancli.engine.listeners import NullReporter
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import MetricsLog
-from gancli.engine.sampling import SampleRequest, load_generator, parse_labels, sample_batches
-from gancli.engine.trainer import Interrupted, Trainer
+from gancli.engine.starting import resume_trainer
+from gancli.engine.trainer import Trainer
 
 PRESETS = sorted(list_presets())  # every shipped preset
 
@@ -39,7 +40,7 @@ TINY = {"data.limit": 320, "training.batch_size": 32, "training.epochs": 1}
 def new_trainer(tmp_path: Path, preset: str, data_dir: Path, *sets: str, **flags: Any) -> Trainer:
     config = load_config(preset, list(sets), {**TINY, **flags})
     options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
-    return Trainer.new(config, options, preset_name=preset, out=str(tmp_path / "runs"))
+    return starting.new_trainer(config, options, preset_name=preset, out=str(tmp_path / "runs"))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -141,7 +142,7 @@ def test_resume_is_bitwise_exact(
     straight.fit()
     split = new_trainer(tmp_path / "b", preset, data_dir, *sets, **{"training.epochs": 2})
     split.fit()
-    resumed = Trainer.resume(split.run.path, options, epochs=3)
+    resumed = resume_trainer(split.run.path, options, epochs=3)
     assert resumed.epoch == 2
     resumed.fit()
     a = load_checkpoint(straight.run.last_checkpoint)
@@ -150,7 +151,13 @@ def test_resume_is_bitwise_exact(
     assert_bitwise_equal(a, b)
     steps_a = [(r["kind"], r["step"]) for r in straight.run.log.read()]
     steps_b = [(r["kind"], r["step"]) for r in split.run.log.read()]
-    assert steps_a == steps_b  # no duplicated or lost records
+    resumed_at = ("segment", 2 * straight.steps_per_epoch)  # the second process's record
+    assert steps_b == [
+        *steps_a[: steps_b.index(resumed_at)],
+        resumed_at,
+        *steps_a[steps_b.index(resumed_at) :],
+    ]
+    assert steps_a.count(resumed_at) == 0  # no duplicated or lost records
     assert "epochs: 3" in split.run.config.read_text()
     for epoch in (1, 2, 3):
         assert (
@@ -214,7 +221,13 @@ def test_a_live_display_gets_the_epoch_every_step_and_losses_from_the_first(
     assert all(math.isfinite(first[k]) for k in ("loss_d", "loss_g"))
     # Previews are for the eye only: metrics.jsonl holds the epoch-end lines alone.
     steps = [r["step"] for r in MetricsLog(trainer.run.path / "metrics.jsonl").read()]
-    assert steps == [10, 10, 20, 20]  # a step line and an epoch line per epoch
+    assert steps == [
+        0,
+        10,
+        10,
+        20,
+        20,
+    ]  # the start's segment, then a step and an epoch line per epoch
 
 
 @pytest.mark.slow
@@ -229,7 +242,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path: Path, data_dir:
     assert f"gancli train --resume '{broken.run.path}'" in str(info.value)
     state = load_checkpoint(broken.run.last_checkpoint)
     assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, 13, 3)
-    resumed = Trainer.resume(broken.run.path, RuntimeOptions(device="cpu"))
+    resumed = resume_trainer(broken.run.path, RuntimeOptions(device="cpu"))
     resumed.fit()
     assert_bitwise_equal(
         load_checkpoint(straight.run.last_checkpoint), load_checkpoint(broken.run.last_checkpoint)
@@ -243,7 +256,7 @@ def test_nan_losses_stop_training_without_a_nan_checkpoint(
     trainer = new_trainer(tmp_path, "dcgan-mnist", data_dir, **{"training.epochs": 2})
     trainer.fit()
     before = trainer.run.last_checkpoint.read_bytes()
-    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
+    resumed = resume_trainer(trainer.run.path, RuntimeOptions(device="cpu"), epochs=3)
     monkeypatch.setattr(
         losses.NonSaturating,
         "g_loss",
@@ -266,9 +279,9 @@ def test_resume_refuses_other_data_and_fewer_epochs(tmp_path: Path, data_dir: Pa
     assert load_checkpoint(trainer.run.last_checkpoint)["data"]["num_images"] == 320
     other = make_mnist_root(tmp_path / "other", n=40)
     with pytest.raises(CheckpointError, match="dataset now has 40 images"):
-        Trainer.resume(trainer.run.path, RuntimeOptions(data_dir=str(other), device="cpu"))
+        resume_trainer(trainer.run.path, RuntimeOptions(data_dir=str(other), device="cpu"))
     with pytest.raises(ConfigError, match="already done 2 epochs"):
-        Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
+        resume_trainer(trainer.run.path, RuntimeOptions(device="cpu"), epochs=1)
 
 
 def test_resume_finds_data_that_moved_since_the_run(
@@ -281,7 +294,7 @@ def test_resume_finds_data_that_moved_since_the_run(
     trainer.fit()
     (tmp_path / "first").rename(tmp_path / "moved")
     monkeypatch.setenv("GANCLI_DATA_DIR", str(tmp_path / "moved"))
-    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
+    resumed = resume_trainer(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
     assert resumed.data.source == str(tmp_path / "moved" / "MNIST" / "raw")
 
 
@@ -321,7 +334,7 @@ def test_dcgan_follows_a_folder_of_rgb_images(tmp_path: Path, data_dir: Path) ->
         {"training.batch_size": 2, "training.epochs": 1},
     )
     options = RuntimeOptions(device="cpu")
-    trainer = Trainer.new(config, options, "pets", out=str(tmp_path / "runs"))
+    trainer = starting.new_trainer(config, options, "pets", out=str(tmp_path / "runs"))
     notes: list[str] = []
 
     class Notes(NullReporter):
@@ -359,7 +372,7 @@ def test_listeners_hear_every_log_line_epoch_and_the_end(tmp_path: Path, data_di
     trainer = new_trainer(
         tmp_path, "gan-mnist", data_dir, "training.log_every=4", **{"training.epochs": 2}
     )
-    trainer.listeners.append(Recorder())
+    trainer.outputs.listeners.append(Recorder())
     trainer.fit()
     # 10 steps per epoch, logged at steps 4 and 8 and at each epoch's end (10, 20)
     assert heard == [

@@ -1,4 +1,4 @@
-"""Usage: write_progress(RunDir(path), out=path / "progress.gif", fps=2)
+"""Usage: animate(AnimateJob(run="runs/cgan-digits-001", interpolate=True))
 
 Animations: the per-epoch grids as a captioned GIF (or MP4), and walks through a trained
 generator's latent space (spherical interpolation between random points) or, for
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,18 +19,47 @@ from PIL import Image, ImageDraw, ImageFont
 from gancli.engine.clusters import draw
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.files import atomic_write, check_output_file, check_writable
+from gancli.engine.generator import TrainedGenerator, load_generator, noise_chunks
+from gancli.engine.grids import check_scale, check_scale_factor, generate, grid_image, upscale
 from gancli.engine.limits import check_memory
-from gancli.engine.runs import RunDir
-from gancli.engine.sampling import (
-    TrainedGenerator,
-    check_scale,
-    generate,
-    grid_image,
-    noise_chunks,
-    upscale,
-)
+from gancli.engine.runs import RunDir, latest_run, runs_root
 
 CAPTION_HEIGHT = 14
+
+
+@dataclass(frozen=True)
+class AnimateJob:
+    """What `gancli animate` is asked for, as typed."""
+
+    run: str | None = None  # run folder (None: the latest run under `runs`)
+    runs: str | None = None  # runs root (None: $GANCLI_RUNS_DIR or ./runs)
+    out: str | None = None  # .gif or .mp4 (None: RUN/progress.gif or RUN/interpolation.gif)
+    fps: float | None = None  # frames per second (None: 2, walks 12)
+    every: int = 1  # every K-th epoch grid
+    loop: int = 0  # GIF repeats; 0 loops forever
+    hold_last: float = 2.0  # extra seconds on the last frame of a progress animation
+    interpolate: bool = False  # a latent walk of the newest generator instead
+    across_classes: bool = False  # a walk across the classes at fixed noise
+    seed: int = 0  # of the walk's keyframes
+    scale: int = 1  # each pixel as scale x scale
+    force: bool = False  # replace an existing out (the run's own GIFs always are)
+
+
+def animate(job: AnimateJob) -> dict[str, object]:
+    """`gancli animate`: the run's progress, or a walk through its generator's latent space."""
+    check_scale_factor(job.scale)
+    run = RunDir.open(job.run) if job.run else latest_run(runs_root(job.runs))
+    out = Path(job.out) if job.out else None
+    replace = job.force or out is None  # the run's own progress.gif / interpolation.gif
+    if not (job.interpolate or job.across_classes):
+        fps = job.fps or 2.0
+        return write_progress(run, out, fps, job.every, job.loop, job.hold_last, replace, job.scale)
+    target = out or run.path / "interpolation.gif"
+    check_animation(target, job.loop, 0, replace)
+    trained = load_generator(run.newest_checkpoint()[0])
+    frames = latent_walk(trained, seed=job.seed, across_classes=job.across_classes)
+    write_animation(frames, target, job.fps or 12.0, job.loop, 0, replace, job.scale)
+    return {"out": str(target), "frames": len(frames), "scale": job.scale}
 
 
 def caption(frame: Image.Image, text: str) -> Image.Image:

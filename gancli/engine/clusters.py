@@ -27,10 +27,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from gancli.engine.errors import StorageError
+from gancli.engine import distributed
+from gancli.engine.config import Config
+from gancli.engine.data import ImageSet, cache_home
+from gancli.engine.errors import CheckpointError, StorageError
 from gancli.engine.files import atomic_write
 
 COMPONENTS = 50  # principal components the images are clustered in
@@ -174,3 +178,25 @@ def _nearest(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 def draw(prior: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """n cluster indices, each drawn with its training share."""
     return torch.multinomial(prior, n, replacement=True, generator=gen)
+
+
+def training_clusters(
+    config: Config, data: ImageSet, checkpoint: dict[str, Any] | None
+) -> tuple[Clusters | None, str | None]:
+    """model.clusters of a run: the checkpoint's clusters, or new ones found by rank 0 (read
+    from the cache when an earlier run found them); and a note for the user, if any."""
+    k = config.model.clusters
+    if not k:
+        return None, None
+    if checkpoint is not None:
+        try:
+            clusters = Clusters.from_state(checkpoint["clusters"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint's clusters are damaged ({exc})") from None
+        if len(clusters.labels) != len(data):
+            raise CheckpointError("the checkpoint's clusters are not for this dataset")
+        return clusters, None
+    seed, folder = config.training.seed, cache_home() / "clusters"
+    clusters, cached = distributed.on_main(lambda: cached_clusters(data.images, k, seed, folder))
+    source = f" (an earlier run's, from {folder})" if cached else ""
+    return clusters, f"model.clusters: {k} k-means clusters of the training images{source}"

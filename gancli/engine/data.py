@@ -20,12 +20,13 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from gancli.engine.config import DataConfig
-from gancli.engine.errors import DataError
+from gancli.engine.errors import ConfigError, DataError
 from gancli.engine.limits import check_memory
 
 ENV_DATA_DIR = "GANCLI_DATA_DIR"
@@ -100,6 +101,27 @@ class ImageSet:
     def image_shape(self) -> tuple[int, int, int]:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records of its training data."""
+        return {
+            "dataset": self.name,
+            "split": self.split,
+            "source": self.source,
+            "num_images": len(self),
+            "image_shape": list(self.image_shape),
+            "class_names": list(self.class_names),
+        }
+
+    def check_enough(self, batch_size: int, n_critic: int) -> None:
+        """ConfigError unless one G step's real images (batch_size x n_critic) are here."""
+        if len(self) < batch_size * n_critic:
+            skipped = f" ({self.skipped} unreadable files skipped)" if self.skipped else ""
+            raise ConfigError(
+                f"training.batch_size: {batch_size} x objective.n_critic {n_critic} real images "
+                f"are needed per G step, but the dataset has only {len(self)}{skipped}; lower "
+                "the batch size or raise data.limit"
+            )
 
     def batches(
         self,

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gancli.engine.checkpoint import capture_rng
 from gancli.engine.errors import (
     EXIT_TRAINING_FAILED,
     ConfigError,
@@ -344,3 +345,42 @@ def _peer_reason(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def gather_checked(
+    networks: dict[str, nn.Module], step: int
+) -> tuple[list[list[str]], list[dict[str, Any] | None]]:
+    """Every rank's weight checksums and, when distributed, RNG state (for a checkpoint that
+    resumes each rank's own noise), once the weights are known fit to save: a TrainingError
+    that every rank raises alike if any weight is NaN/Inf, or if the ranks' weights differ
+    (DDP keeps them equal by averaging gradients; this checks that it did)."""
+    for name, net in networks.items():
+        if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+            raise agreed(
+                TrainingError(
+                    f"the {name}'s weights became NaN/Inf by step {step}; the last good "
+                    "checkpoint is kept. Lower optim.lr_d / optim.lr_g"
+                )
+            )
+    mine = [weights_checksum(net) for net in networks.values()]
+    rng = capture_rng() if current().distributed else None
+    gathered = gather((mine, rng))
+    checksums = [sums for sums, _ in gathered]
+    odd = [rank for rank, sums in enumerate(checksums) if sums != checksums[0]]
+    if odd:
+        raise agreed(
+            TrainingError(
+                f"the weights of rank(s) {', '.join(map(str, odd))} differ from rank 0's at "
+                f"step {step}; the last good checkpoint is kept: resume from it"
+            )
+        )
+    return checksums, [state for _, state in gathered]
+
+
+E = TypeVar("E", bound=GancliError)
+
+
+def agreed(error: E) -> E:
+    """`error`, met alike by every rank (it comes from agreed data): rank 0 alone prints it."""
+    error.quiet = not current().is_main
+    return error

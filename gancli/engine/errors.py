@@ -6,7 +6,9 @@ message on one line and exits with its code, never with a traceback.
 
 from __future__ import annotations
 
+import shlex
 import signal
+from pathlib import Path
 from typing import Any
 
 EXIT_TRAINING_FAILED = 1
@@ -108,3 +110,29 @@ def raise_on_termination() -> None:
             signal.signal(signum, handler)
         except ValueError:  # not the main thread: leave signals to the caller
             return
+
+
+class Interrupted(GancliError):
+    """Training stopped on a signal after saving a checkpoint: a stop the user asked for,
+    told as such (with how to resume), not as an error."""
+
+    prefix = None
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def by_signal(
+        cls, signum: int, step: int, epoch: int, epochs: int, run: Path, saved: Path
+    ) -> Interrupted:
+        """The stop at step `step` of epoch `epoch` (1-based) of `epochs`, with the
+        checkpoint `saved` and how to resume."""
+        code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        return cls(
+            f"stopped by {how}: interrupted at step {step} (epoch {epoch} of {epochs}); "
+            f"checkpoint saved to {saved}. Resume with: gancli train "
+            f"--resume {shlex.quote(str(run))}",
+            code,
+        )

@@ -38,14 +38,15 @@ from gancli.engine.data import (
     load_dataset,
     to_unit_range,
 )
-from gancli.engine.errors import CheckpointError, DataError
-from gancli.engine.files import atomic_write
+from gancli.engine.errors import CheckpointError, ConfigError, DataError
+from gancli.engine.files import atomic_write, check_target
+from gancli.engine.runtime import use_device
 
 FORMAT = "gancli-evaluator"
 FORMAT_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "evaluators"
 # sha256 of each shipped file: a damaged or swapped evaluator would silently change
-# every score, so a mismatch is an error. Retrain with `gancli evaluate --train-evaluator`.
+# every score, so a mismatch is an error. Retrain with `gancli train-evaluator`.
 SHIPPED_SHA256 = {
     "mnist": "3b1564e10042e5a7ee335485722da9d16acec0db1a4a8d20a6c07c498a40efb4",
     "fashion-mnist": "fc5053cfc792850360998f83986d8929c30352d0a95bbd0c50be53cb1ffd5f5b",
@@ -206,6 +207,35 @@ def split_holdout(data: ImageSet) -> tuple[ImageSet, ImageSet]:
 
 
 # --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class EvaluatorJob:
+    """What `gancli train-evaluator` is asked for, as typed."""
+
+    dataset: str  # a dataset name (mnist, fashion-mnist, ...) or an image folder
+    out: str  # the file to write; never an existing one
+    epochs: int | None = None  # (None: the dataset's recipe)
+    seed: int = TRAIN_SEED
+    data_dir: str | None = None  # data root to search first
+    device: str = "auto"
+
+
+def train_evaluator_file(job: EvaluatorJob, log: Log | None = None) -> dict[str, Any]:
+    """`gancli train-evaluator`: train one and write it to a new file."""
+    out = Path(job.out)
+    check_target(out)
+    if out.exists():
+        raise ConfigError(f"--out {out}: already exists; choose a new file name")
+    config = DataConfig(dataset=job.dataset)
+    device = use_device(job.device)
+    evaluator = train_evaluator(config, job.data_dir, out, device, job.epochs, job.seed, log)
+    return {
+        "out": str(out),
+        "dataset": evaluator.dataset,
+        "heldout_accuracy": evaluator.accuracy,
+        "sha256": evaluator.sha256,
+    }
 
 
 def train_evaluator(

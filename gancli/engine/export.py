@@ -1,4 +1,4 @@
-"""Usage: export_generator(*load_source(checkpoint, ema=None), "onnx", Path("g.onnx"))
+"""Usage: export(ExportJob(format="onnx", run="runs/cgan-digits-001"))
 
 The generator alone, for use without gancli: its weights (a torch state dict or a
 safetensors file) or its network as a graph (TorchScript, ONNX), with a JSON sidecar
@@ -27,8 +27,7 @@ import gancli
 from gancli.engine.config import config_to_dict
 from gancli.engine.errors import CheckpointError, ConfigError, ExportError
 from gancli.engine.files import atomic_write, check_target, check_writable, file_sha256
-from gancli.engine.runs import EXPORTED
-from gancli.engine.sampling import (
+from gancli.engine.generator import (
     CLUSTER_STREAM,
     NOISE_CHUNK,
     SEED_MODULUS,
@@ -38,6 +37,7 @@ from gancli.engine.sampling import (
     load_generator,
     sample_inputs,
 )
+from gancli.engine.runs import EXPORTED, resolve_checkpoint, runs_root
 
 SIDECAR_VERSION = 1
 EXTRA = "pip install 'gancli[export]'"
@@ -131,6 +131,31 @@ def check_out(out: Path, format_name: str, source: Path, force: bool) -> None:
         if os.path.lexists(path) and not force:
             raise ConfigError(f"--out {out}: {path} already exists; pass --force to replace it")
     check_writable(out.parent, "--out")
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What `gancli export` is asked for, as typed."""
+
+    format: str | None  # state-dict, safetensors, torchscript or onnx
+    run: str | None = None  # run folder or checkpoint (None: the latest run under `runs`)
+    runs: str | None = None  # runs root (None: $GANCLI_RUNS_DIR or ./runs)
+    out: str | None = None  # the file (None: RUN/export/generator.<suffix>)
+    ema: bool | None = None  # the EMA generator (None: if the run kept one)
+    force: bool = False  # replace an existing out and its sidecar
+
+
+def export(job: ExportJob) -> dict[str, Any]:
+    """`gancli export`: every check that needs no model first (the format and its
+    packages, the target), then the generator read and written."""
+    if job.format is None:
+        raise ConfigError("--format: choose state-dict, safetensors, torchscript or onnx")
+    check_format(job.format)
+    run, checkpoint = resolve_checkpoint(job.run, runs_root(job.runs))
+    target = Path(job.out) if job.out else default_out(run.path if run else Path.cwd(), job.format)
+    check_out(target, job.format, checkpoint, job.force)
+    trained, sha256 = load_source(checkpoint, job.ema)
+    return export_generator(trained, sha256, job.format, target, job.force)
 
 
 def load_source(checkpoint: Path, ema: bool | None) -> tuple[TrainedGenerator, str]:
@@ -376,19 +401,6 @@ def describe(
     """The sidecar: everything needed to sample from the file without gancli."""
     fmt = FORMATS[format_name]
     channels, height, width = trained.image_shape
-    kind = label_kind(trained)
-    conditioning: dict[str, Any] = {"kind": kind, "input": None if kind == "none" else "labels"}
-    if kind == "classes":
-        conditioning.update(count=len(trained.class_names), draw="any class index, per sample")
-    elif trained.cluster_prior is not None:
-        prior = trained.cluster_prior.float()
-        conditioning.update(
-            count=len(prior),
-            # float32 as in the checkpoint: torch.multinomial draws differently from float64
-            cluster_prior=prior.tolist(),
-            draw="torch.multinomial(torch.tensor(cluster_prior, dtype=torch.float32), n, "
-            "replacement=True): each cluster in its share of the training images",
-        )
     conditional = trained.conditional
     return {
         "sidecar_version": SIDECAR_VERSION,
@@ -410,7 +422,7 @@ def describe(
         "conditional": conditional,
         "num_classes": len(trained.class_names) if conditional else 0,
         "class_names": list(trained.class_names) if conditional else [],
-        "conditioning": conditioning,
+        "conditioning": _conditioning(trained),
         "image_shape": [channels, height, width],
         "inputs": input_specs(trained),
         "outputs": [
@@ -436,6 +448,24 @@ def describe(
         "parameters": sum(p.numel() for p in trained.model.parameters()),
         "config": config_to_dict(trained.config),
     }
+
+
+def _conditioning(trained: TrainedGenerator) -> dict[str, Any]:
+    """The sidecar's word on G's labels: none, classes, or clusters and how to draw them."""
+    kind = label_kind(trained)
+    conditioning: dict[str, Any] = {"kind": kind, "input": None if kind == "none" else "labels"}
+    if kind == "classes":
+        conditioning.update(count=len(trained.class_names), draw="any class index, per sample")
+    elif trained.cluster_prior is not None:
+        prior = trained.cluster_prior.float()
+        conditioning.update(
+            count=len(prior),
+            # float32 as in the checkpoint: torch.multinomial draws differently from float64
+            cluster_prior=prior.tolist(),
+            draw="torch.multinomial(torch.tensor(cluster_prior, dtype=torch.float32), n, "
+            "replacement=True): each cluster in its share of the training images",
+        )
+    return conditioning
 
 
 def _sample_recipe() -> dict[str, Any]:

@@ -28,7 +28,7 @@ from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.files import file_sha256
 from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
 from gancli.engine.records import read_evaluations
-from gancli.engine.runs import RunDir, stat_problem
+from gancli.engine.runs import RunDir, latest_run, runs_root, stat_problem
 
 SPARK = "▁▂▃▄▅▆▇█"
 RESUME_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "data")
@@ -117,8 +117,11 @@ class InspectReport:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
 
 
-def inspect_target(target: str) -> InspectReport:
-    """Inspect a run directory, a checkpoint file, or a preset (name or YAML path)."""
+def inspect_target(target: str | None, runs: str | None = None) -> InspectReport:
+    """Inspect a run directory, a checkpoint file, or a preset (name or YAML path); with
+    no target, the latest run under `runs` (None: $GANCLI_RUNS_DIR or ./runs)."""
+    if target is None:
+        target = str(latest_run(runs_root(runs)).path)
     path = Path(target).expanduser()
     problem = stat_problem(path)
     if problem:  # a symlink loop, say: not a preset name either

@@ -69,7 +69,7 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
     from gancli.engine.limits import check_training_memory
     from gancli.engine.runs import check_run_name
     from gancli.engine.runtime import prepare
-    from gancli.engine.trainer import Trainer
+    from gancli.engine.starting import new_trainer, resume_trainer
 
     with distributed.rank_errors():
         request.check()
@@ -87,11 +87,11 @@ def launch(request: TrainRequest, reporter: Reporter | None = None) -> TrainResu
         with distributed.session(device):
             if request.resume is not None:
                 epochs = request.settings.get(EPOCHS)
-                trainer = Trainer.resume(request.resume, request.options, epochs, device)
+                trainer = resume_trainer(request.resume, request.options, epochs, device)
             else:
                 assert config is not None
                 preset_name = resolve_preset(request.preset).stem if request.preset else "custom"
-                trainer = Trainer.new(
+                trainer = new_trainer(
                     config, request.options, preset_name, request.out, request.name, device
                 )
             try:

@@ -1,4 +1,4 @@
-"""Usage: trainer.listeners.append(MyListener())  # on_log / on_epoch_end / on_fit_end
+"""Usage: trainer.outputs.listeners.append(MyListener())  # on_log / on_epoch_end / on_fit_end
 
 What the training loop tells the outside world. The Reporter shows progress to the user
 (the CLI renders it as a progress bar or log lines). Listeners write and check what a run
@@ -12,22 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import methodcaller
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from gancli.engine.animation import write_progress
-from gancli.engine.config import config_to_yaml
-from gancli.engine.errors import ConfigError
+from gancli.engine.config import Config, config_to_yaml
+from gancli.engine.data import ImageSet
+from gancli.engine.errors import ConfigError, GancliError, Interrupted
+from gancli.engine.grids import save_grid
 from gancli.engine.health import HealthMonitor
 from gancli.engine.plots import plot_losses
 from gancli.engine.runs import RunDir
-from gancli.engine.sampling import save_grid
-
-if TYPE_CHECKING:
-    from gancli.engine.trainer import Trainer
 
 
 class Reporter(Protocol):
@@ -95,9 +94,18 @@ class ProgressEvaluation(Listener):
     """--eval-every K: FID, class coverage (and class accuracy) every K epochs, into
     metrics.jsonl and the user's view."""
 
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        self.every = trainer.config.training.eval_every
+    def __init__(
+        self,
+        run: RunDir,
+        config: Config,
+        data: ImageSet,
+        data_dir: str | None,
+        note: Callable[[str], None],
+        prior: torch.Tensor | None,
+    ):
+        self.run, self.config, self.data, self.data_dir = run, config, data, data_dir
+        self.note, self.prior = note, prior  # prior: the clusters' shares (model.clusters)
+        self.every = config.training.eval_every
         self.scorer: Any = None  # a ProgressScorer, built on first use
 
     def on_epoch_end(self, end: EpochEnd) -> None:
@@ -106,13 +114,12 @@ class ProgressEvaluation(Listener):
         if self.scorer is None:
             from gancli.engine.scoring import ProgressScorer  # loads the evaluator's code
 
-            t = self.trainer
-            prior = t.clusters.prior if t.clusters is not None else None
-            self.scorer = ProgressScorer(t.config, t.data, t.options.data_dir, t.note, prior)
+            args = (self.config, self.data, self.data_dir, self.note, self.prior)
+            self.scorer = ProgressScorer(*args)
         record = {"kind": "eval", "epoch": end.epoch, "step": end.step}
         record.update(self.scorer.score(end.sampler, end.epoch))
-        self.trainer.run.log.append(record)
-        self.trainer.note(self.scorer.describe(record))
+        self.run.log.append(record)
+        self.note(self.scorer.describe(record))
         end.evaluation = record
 
 
@@ -229,18 +236,49 @@ def require_tensorboard() -> None:
         )
 
 
-def default_listeners(trainer: Trainer) -> list[Listener]:
+def default_listeners(
+    run: RunDir,
+    config: Config,
+    data: ImageSet,
+    grid_nrow: int,
+    row_labels: list[str] | None,
+    health: HealthMonitor,
+    start_step: int,
+    note: Callable[[str], None],
+    warn: Callable[[str | None], None],
+    prior: torch.Tensor | None,
+    data_dir: str | None,
+) -> list[Listener]:
     """The outputs of every run, in the order they run at each epoch's end."""
     listeners = [
-        SampleGrids(
-            trainer.run, trainer.grid_nrow, trainer.row_labels, trainer.config.training.grid_scale
-        ),
-        ProgressEvaluation(trainer),
-        HealthWarnings(trainer.health, trainer.data.num_classes, trainer.warn),
-        LossPlot(trainer.run),
-        ProgressGif(trainer.run),
+        SampleGrids(run, grid_nrow, row_labels, config.training.grid_scale),
+        ProgressEvaluation(run, config, data, data_dir, note, prior),
+        HealthWarnings(health, data.num_classes, warn),
+        LossPlot(run),
+        ProgressGif(run),
     ]
-    if trainer.config.training.tensorboard:
-        text = config_to_yaml(trainer.config)
-        listeners.append(TensorBoardLog(trainer.run, text, trainer.step, trainer.grid_nrow))
+    if config.training.tensorboard:
+        listeners.append(TensorBoardLog(run, config_to_yaml(config), start_step, grid_nrow))
     return listeners
+
+
+class Outputs:
+    """The run's listeners, told each event in turn. An output a listener cannot make (a
+    full disk, a folder in the way of losses.png, a damaged epoch grid for the GIF) is a
+    warning, said once per listener, not the end of training: the epoch's checkpoint is
+    still written, and the command's exit code says the training succeeded."""
+
+    def __init__(self, listeners: list[Listener], note: Callable[[str], None]):
+        self.listeners, self.note = listeners, note
+        self.failed: set[type[Listener]] = set()  # listeners already warned about
+
+    def tell(self, event: methodcaller) -> None:
+        for listener in self.listeners:
+            try:
+                event(listener)
+            except Interrupted:
+                raise
+            except (GancliError, OSError) as exc:
+                if type(listener) not in self.failed:
+                    self.failed.add(type(listener))
+                    self.note(f"warning: {exc}; training goes on without it")

@@ -12,17 +12,23 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gancli.engine.config import ModelConfig
 from gancli.engine.errors import ConfigError
+from gancli.engine.fast_layers import (
+    ClassEmbedding,
+    FullConv2d,
+    ProjectNoise,
+    channels_last,
+    one_hot,
+    with_label,
+)
 
 MLP_G_HIDDEN = (256, 512, 1024)
 MLP_D_HIDDEN = (1024, 512, 256)
 DCGAN_BASE_CHANNELS = 64  # ngf and ndf at width 1.0
-GATHER_FROM_CLASSES = 32  # from this many classes on, class rows are gathered (_class_rows)
 
 
 class MLPGenerator(nn.Module):
@@ -45,7 +51,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = _with_label(z.flatten(1), labels, self.num_classes)
+        z = with_label(z.flatten(1), labels, self.num_classes)
         return self.net(z).view(-1, *self.image_shape)
 
 
@@ -78,7 +84,7 @@ class MLPDiscriminator(nn.Module):
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, parts: int = 1
     ) -> torch.Tensor:
-        x = _with_label(x.flatten(1), labels, self.input_classes)
+        x = with_label(x.flatten(1), labels, self.input_classes)
         return _project(self.net, self.embed, x, labels, parts)
 
 
@@ -119,7 +125,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         layers = iter(self.net)
         h = next(layers)(z.flatten(1), labels=labels)  # ProjectNoise joins the labels
-        classes = _one_hot(labels, self.num_classes, z) if self.class_norms else None
+        classes = one_hot(labels, self.num_classes, z) if self.class_norms else None
         for layer in layers:
             h = layer(h, classes) if isinstance(layer, ClassBatchNorm2d) else layer(h)
         return h
@@ -144,95 +150,6 @@ class ClassBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         scale = 1.0 + self.scale(classes)[:, :, None, None]
         return self.norm(x) * scale + self.shift(classes)[:, :, None, None]
-
-
-class ProjectNoise(nn.ConvTranspose2d):
-    """The generator's first layer: a k x k transposed convolution of a 1 x 1 input, z
-    with the one-hot label joined on (z_dim + num_classes input channels).
-
-    On a 1 x 1 input that convolution is a matrix product, z (N, C) @ W (C, out*k*k), and
-    computing it as one is several times faster on a CPU than the convolution kernels
-    (which do not special-case it). Same parameters, same state_dict, same results.
-    Called with `labels`, z is the noise alone and the layer joins the labels itself;
-    with many classes it never builds the join (see _class_rows), which changes the
-    results by float rounding only.
-    """
-
-    def __init__(self, z_dim: int, num_classes: int, out_channels: int, side: int, bias: bool):
-        super().__init__(z_dim + num_classes, out_channels, side, 1, 0, bias=bias)
-        self.num_classes = num_classes
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        output_size: list[int] | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if z.dim() == 4:
-            if z.shape[-2:] != (1, 1):
-                return super().forward(z, output_size)
-            z = z.flatten(1)
-        # The weight is (C, out, k, k). Read it in its own memory order, so that neither it
-        # nor its gradient is copied, and give the output that order: channels_last weights
-        # (the trainer's) give a channels_last output, as the convolution would.
-        weight = self.weight.permute(0, 2, 3, 1)  # a view of channels_last memory
-        channels_last = weight.is_contiguous()
-        weight = weight.flatten(1) if channels_last else self.weight.flatten(1)
-        if labels is None or not self.num_classes:  # z is the whole input
-            out = torch.mm(z, weight)
-        elif _gathers(labels, self.num_classes):
-            z_dim = z.shape[1]
-            rows = _class_rows(weight[z_dim:], labels, self.num_classes)
-            out = torch.mm(z, weight[:z_dim]) + rows
-        else:
-            out = torch.mm(_with_label(z, labels, self.num_classes), weight)
-        if channels_last:
-            out = out.view(-1, *self.kernel_size, self.out_channels).permute(0, 3, 1, 2)
-        else:
-            out = out.view(-1, self.out_channels, *self.kernel_size)
-        return out if self.bias is None else out + self.bias[:, None, None]
-
-
-class ClassEmbedding(nn.Linear):
-    """Projection conditioning's class embedding: a bias-free linear layer on the one-hot
-    label, called with the labels themselves (indices, or soft labels for class walks),
-    so that with many classes it picks the labels' columns instead (see _class_rows)."""
-
-    def __init__(self, num_classes: int, features: int):
-        super().__init__(num_classes, features, bias=False)
-        # The (features, classes) weight kept in its transpose's memory order: a class's
-        # column is then one contiguous run, which _class_rows copies whole, and its
-        # gradient is added back the same way (dcgan-mnist's 200 x 6,272 embedding, batch
-        # 256 forward and backward: 8 ms instead of 14). Same shape, values and state_dict.
-        self.weight = nn.Parameter(self.weight.detach().t().contiguous().t())
-
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return _class_rows(self.weight.t(), labels, self.in_features)
-
-
-class FullConv2d(nn.Conv2d):
-    """D's last layer: a convolution whose kernel covers its whole input map.
-
-    On an input the size of its kernel (and no padding), that convolution is a matrix
-    product, x (N, C*k*k) @ W (out, C*k*k)^T, and computed as one it runs several times
-    faster on a CPU (128 x 7 x 7 -> 1 at batch 128, forward and backward: 5.8 ms as a
-    convolution, 0.8 ms as a product). Same parameters, same state_dict; the results
-    differ from the convolution's only by float rounding.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        whole_map = x.shape[-2:] == self.kernel_size and self.padding == (0, 0)
-        if not whole_map or self.dilation != (1, 1) or self.groups != 1:
-            return super().forward(x)
-        if _channels_last(x):  # flatten both in channels-last order: views, no copies
-            flat = x.permute(0, 2, 3, 1).flatten(1)
-            weight = self.weight.permute(0, 2, 3, 1).flatten(1)
-        else:
-            flat, weight = x.flatten(1), self.weight.flatten(1)
-        out = torch.mm(flat, weight.t())
-        if self.bias is not None:
-            out = out + self.bias
-        return out[:, :, None, None]
 
 
 class DCGANDiscriminator(nn.Module):
@@ -276,7 +193,7 @@ class DCGANDiscriminator(nn.Module):
         self, x: torch.Tensor, labels: torch.Tensor | None = None, parts: int = 1
     ) -> torch.Tensor:
         if self.input_classes:
-            maps = _one_hot(labels, self.num_classes, x)[:, :, None, None]
+            maps = one_hot(labels, self.num_classes, x)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
         return _project(self.net, self.embed, x, labels, parts)
 
@@ -301,7 +218,7 @@ class MinibatchStdDev(nn.Module):
         g = next(size for size in range(min(self.group, n), 0, -1) if n % size == 0)
         # Every feature of a sample, in memory order (the average over them does not care
         # which order): a view for channels-last maps too.
-        flat = x.permute(0, 2, 3, 1) if _channels_last(x) else x
+        flat = x.permute(0, 2, 3, 1) if channels_last(x) else x
         grouped = flat.reshape(g, n // g, -1)  # grouped[a, b] is sample a * (n / g) + b
         # The variance written out: Tensor.var over a leading dimension of a few samples
         # ran ~6x slower here (40 ms forward and backward on 128 x 128 x 7 x 7).
@@ -310,7 +227,7 @@ class MinibatchStdDev(nn.Module):
         std = std.repeat(g)  # sample i belongs to group i % (n / g)
         shape = (n, 1, *x.shape[2:])
         feature = std.view(n, *([1] * (x.dim() - 1))).expand(shape).to(x.dtype)
-        if _channels_last(x):
+        if channels_last(x):
             # torch.cat takes its layout from its inputs: an expanded map would make the
             # output, and the gradient flowing back into D, NCHW (element-wise backward
             # kernels run many times slower on mixed layouts).
@@ -418,10 +335,6 @@ def _conv_sides(layer: nn.Conv2d | nn.ConvTranspose2d, sides: list[int]) -> list
     return out
 
 
-def has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 def _compares_samples(layer: nn.Module) -> bool:
     """Whether a layer's output for a sample depends on the other samples of its batch
     (batch norm, minibatch standard deviation)."""
@@ -458,50 +371,6 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """Class indices (N,) -> one-hot rows; soft labels (N, classes) pass through (class walks)."""
-    if labels is None:
-        raise ValueError("a conditional network needs labels")
-    if labels.is_floating_point():
-        return labels.to(like.dtype)
-    return F.one_hot(labels, num_classes).to(like.dtype)
-
-
-def _class_rows(
-    weight: torch.Tensor, labels: torch.Tensor | None, num_classes: int
-) -> torch.Tensor:
-    """one_hot(labels) @ weight: the rows of `weight` (classes, F) that the labels pick.
-
-    With many classes, picking the rows is much cheaper than the product with the one-hot
-    matrix, whose cost grows with the class count: for 200 classes, 6272 features and
-    batch 128, forward and backward take 5.6 ms instead of 8.9 ms; with 10 classes the
-    product is as fast or faster. The values are the same either way (a one-hot product
-    adds exact zeros); soft labels (class walks) always take the product.
-    """
-    if labels is None or not _gathers(labels, num_classes):
-        return _one_hot(labels, num_classes, weight) @ weight
-    if weight.is_contiguous():  # whole rows
-        return weight.index_select(0, labels)
-    # (F, classes) memory, a Linear's weight: each of its rows is read once, in order
-    return weight.t().index_select(1, labels).t()
-
-
-def _gathers(labels: torch.Tensor | None, num_classes: int) -> bool:
-    """Whether _class_rows gathers rows (many classes, class indices) or takes the product."""
-    return (
-        labels is not None and not labels.is_floating_point() and num_classes >= GATHER_FROM_CLASSES
-    )
-
-
-def _with_label(
-    vectors: torch.Tensor, labels: torch.Tensor | None, num_classes: int
-) -> torch.Tensor:
-    """Flat inputs (N, F) with the one-hot label joined on; unchanged when unconditional."""
-    if not num_classes:
-        return vectors
-    return torch.cat([vectors, _one_hot(labels, num_classes, vectors)], dim=1)
-
-
 def _project(
     net: nn.Sequential,
     embed: ClassEmbedding | None,
@@ -525,10 +394,6 @@ def _project(
     embedded = embed(labels).view(features.shape)
     inner = embedded.contiguous(memory_format=layout) * features
     return score + inner.sum(dim=tuple(range(1, inner.dim())))
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _scaled(width: int, multiplier: float) -> int:

@@ -18,6 +18,8 @@ class RuntimeOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None  # CPU threads per process; None: default_threads()
     deterministic: bool = False  # PyTorch's deterministic algorithms only (matters on CUDA)
-    precision: str = "fp32"  # fp32 | bf16 | fp16: the autocast dtype of the forward passes
+    # auto | fp32 | bf16 | fp16: the autocast dtype of the forward passes (auto: bf16 where
+    # the device has bfloat16 units and it is measured sound, else fp32; see choose_precision)
+    precision: str = "auto"
     compile: bool = False  # torch.compile the networks' training forward passes
     sync_bn: bool = False  # batch-norm statistics over all ranks (distributed CUDA runs)

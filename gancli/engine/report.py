@@ -1,4 +1,4 @@
-"""Usage: write_report(open_run_for_report("runs/dcgan-mnist-001"))  # runs/.../report.html
+"""Usage: write_report("runs/dcgan-mnist-001")  # writes runs/dcgan-mnist-001/report.html
 
 One self-contained HTML page per run, to read anywhere or send by mail: the run's name and
 config, its epoch grids in order, the progress GIF, loss curves, the last evaluation beside
@@ -33,7 +33,7 @@ from gancli.engine.files import atomic_write, check_output_file, check_writable,
 from gancli.engine.limits import human_bytes
 from gancli.engine.plots import loss_charts
 from gancli.engine.records import evaluation_rows, read_evaluations
-from gancli.engine.runs import RunDir, stat_problem
+from gancli.engine.runs import RunDir, latest_run, runs_root, stat_problem
 
 REPORT_NAME = "report.html"  # the run's own page, which `gancli report` may replace
 MAX_GRIDS = 24  # epoch grids on one page; a longer run shows an even selection
@@ -107,10 +107,19 @@ def check_report_target(out: Path, replace: bool) -> None:
     check_writable(out.parent, "--out")
 
 
-def write_report(run: RunDir, out: Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Write the run's page to `out` (default RUN/report.html, which is replaced: it is the
-    run's own). Any other existing `out` is replaced only with `force`, and a new one is
-    created exclusively. Returns what was written, and the problems the page names."""
+def write_report(
+    path: str | None, out: str | None = None, force: bool = False, runs: str | None = None
+) -> dict[str, Any]:
+    """`gancli report`: write the page of the run at `path` (None: the latest run under
+    `runs`) to `out` (default RUN/report.html, which is replaced: it is the run's own). Any
+    other existing `out` is replaced only with `force`, and a new one is created
+    exclusively. Returns what was written, and the problems the page names."""
+    run = open_run_for_report(path) if path else latest_run(runs_root(runs))
+    return write_run_report(run, Path(out) if out else None, force)
+
+
+def write_run_report(run: RunDir, out: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """write_report for an open run."""
     target = out or run.path / REPORT_NAME
     replace = force or out is None
     check_report_target(target, replace)

@@ -9,6 +9,7 @@ None of it is part of a run's config: a resumed run may change any of it.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import platform
 import random
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from gancli.engine import distributed
+from gancli.engine.checkpoint import capture_rng
 from gancli.engine.errors import ConfigError, StorageError, TrainingError
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir
@@ -98,8 +100,8 @@ def check_options(options: RuntimeOptions, device: torch.device) -> None:
     runs."""
     if options.threads is not None and not 1 <= options.threads <= MAX_THREADS:
         raise ConfigError(f"--threads {options.threads}: use 1 to {MAX_THREADS}")
-    if options.precision not in PRECISIONS:
-        raise ConfigError(f"--precision {options.precision!r}: use {', '.join(PRECISIONS)}")
+    if options.precision not in ("auto", *PRECISIONS):
+        raise ConfigError(f"--precision {options.precision!r}: use auto, {', '.join(PRECISIONS)}")
     bf16_gpu = options.precision == "bf16" and device.type == "cuda"
     if bf16_gpu and not torch.cuda.is_bf16_supported():
         raise ConfigError("--precision bf16: this GPU has no bfloat16; use fp16")
@@ -110,8 +112,52 @@ def check_options(options: RuntimeOptions, device: torch.device) -> None:
         )
 
 
+# --precision auto on a CPU with bf16 units: bf16 autocast trains 1.1-1.7x faster there
+# (benchmarks/throughput.py), but its quality against fp32 (benchmarks/quality.py, every
+# MNIST preset, 2 seeds) is not measured yet: no development machine so far had such units.
+# Until it is, auto stays fp32 on CPUs and says that bf16 may be faster.
+AUTO_BF16_ON_CPU = False
+
+
+def choose_precision(
+    requested: str, device: torch.device, previous: str | None = None
+) -> tuple[str, str]:
+    """The arithmetic to train in, and why: `requested` unless it is auto, which keeps a
+    resumed run's own (`previous`, so that a resume stays exact) and otherwise picks bf16
+    autocast where the hardware has bfloat16 units, fp32 elsewhere."""
+    if requested != "auto":
+        return requested, "as asked"
+    if previous in PRECISIONS:
+        return str(previous), "auto: the run's own"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: this GPU has bfloat16"
+        return (
+            "fp32",
+            "auto: this GPU has no bfloat16; TF32 matmuls (--precision fp16 may be faster)",
+        )
+    if device.type == "cpu" and fast_on_cpu("bf16"):
+        if AUTO_BF16_ON_CPU:
+            return "bf16", "auto: this CPU has bf16 units"
+        return "fp32", (
+            "auto: this CPU has bf16 units, but bf16's quality on CPUs is not measured yet; "
+            "--precision bf16 may train 1.1-1.7x faster"
+        )
+    if device.type == "cpu":
+        return "fp32", "auto: this CPU has no bf16 units"
+    return "fp32", f"auto: fp32 on {device.type}"
+
+
+def resolve_precision(
+    options: RuntimeOptions, device: torch.device, previous: str | None = None
+) -> tuple[RuntimeOptions, str]:
+    """The options with --precision auto resolved (choose_precision), and why."""
+    precision, reason = choose_precision(options.precision, device, previous)
+    return dataclasses.replace(options, precision=precision), reason
+
+
 def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
-    """What the user should hear about the runtime options before training starts."""
+    """What the user should hear about the (resolved) runtime options before training."""
     notes = []
     cores = physical_cores()
     if options.threads is not None and options.threads > cores and device.type == "cpu":
@@ -120,12 +166,7 @@ def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
             "process may use; the extra threads only compete for them (slower, not faster)"
         )
     precision = options.precision
-    if precision == "fp32" and device.type == "cpu" and fast_on_cpu("bf16"):
-        notes.append(
-            "this CPU has bf16 instructions: --precision bf16 may train faster "
-            "(1.1-1.7x on the MNIST presets in gancli's benchmarks)"
-        )
-    elif precision != "fp32" and device.type == "cpu":
+    if precision != "fp32" and device.type == "cpu":
         if fast_on_cpu(precision):
             notes.append(
                 f"--precision {precision} on the CPU: this one has {precision} instructions; "
@@ -325,3 +366,15 @@ class StopRequests:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+def resumed_rng(state: dict[str, Any], ranks: distributed.Ranks, seed: int) -> dict[str, Any]:
+    """The random state a resumed rank goes on from: its own, when the checkpoint has it;
+    with another number of ranks than before, new noise streams fixed by seed and step."""
+    if not ranks.distributed:
+        return dict(state["rng"])  # rank 0's, when the run was distributed before
+    saved = state.get("rank_rng") or []
+    if len(saved) == ranks.world_size:
+        return dict(saved[ranks.rank])
+    seed_everything(distributed.rank_seed(seed, int(state["step"]), ranks.rank))
+    return capture_rng()

@@ -1,4 +1,4 @@
-"""Usage: report = evaluate(load_generator(checkpoint), EvalRequest(n=10_000), data_dir=None)
+"""Usage: report = evaluate(EvaluateJob(run="runs/cgan-digits-001", n=10_000))
 
 Scoring a generator: n samples (classes balanced for conditional models) and real
 held-out images go through one extractor; the features give FID, KID, precision and
@@ -34,11 +34,18 @@ from gancli.engine.evaluator import (
     evaluation_splits,
     load_evaluator,
 )
-from gancli.engine.files import atomic_write, keep_aside
+from gancli.engine.files import atomic_write, check_writable, keep_aside
+from gancli.engine.generator import (
+    SampleRequest,
+    StageReport,
+    TrainedGenerator,
+    load_generator,
+    sample_batches,
+)
 from gancli.engine.limits import check_memory
 from gancli.engine.records import read_evaluations
-from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock
-from gancli.engine.sampling import SampleRequest, StageReport, TrainedGenerator, sample_batches
+from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, resolve_checkpoint, runs_root
+from gancli.engine.runtime import use_device
 
 EXTRACTORS = ("evaluator", "inception")
 CONFIDENT = 0.9  # class probability above which the evaluator reads an image clearly
@@ -105,6 +112,37 @@ class EvalRequest:
     batch_size: int = 500  # images per generator forward pass
     extractor: str = "evaluator"  # evaluator | inception (FID, KID, IS, precision, recall)
     floor: bool = True  # also score real training images against the held-out ones
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """What `gancli evaluate` is asked for, as typed."""
+
+    run: str | None = None  # run folder or checkpoint (None: the latest run under `runs`)
+    runs: str | None = None  # runs root (None: $GANCLI_RUNS_DIR or ./runs)
+    request: EvalRequest = EvalRequest()
+    ema: bool | None = None  # score the EMA generator (None: if the run kept one)
+    data_dir: str | None = None  # data root to search first for the real images
+    device: str = "auto"
+
+
+def evaluate(
+    job: EvaluateJob,
+    log: Callable[[str], None] | None = None,
+    progress: StageReport | None = None,
+) -> EvalReport:
+    """`gancli evaluate`: score the generator and, for a run folder, add the scores to its
+    eval.json (checked writable first, not after minutes of scoring)."""
+    check_request(job.request)
+    run, checkpoint = resolve_checkpoint(job.run, runs_root(job.runs))
+    if run is not None:
+        check_writable(run.path, "eval.json")
+    trained = load_generator(checkpoint, use_device(job.device), job.ema)
+    report = score_generator(trained, job.request, job.data_dir, log, progress)
+    if run is not None:
+        append_record(run, report, log)
+        report.saved_to = str(run.evaluations)
+    return report
 
 
 class Scorer:
@@ -203,7 +241,7 @@ def generated_images(
     return torch.cat(images), torch.cat(labels) if trained.conditional else None
 
 
-def evaluate(
+def score_generator(
     trained: TrainedGenerator,
     request: EvalRequest,
     data_dir: str | Path | None = None,

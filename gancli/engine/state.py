@@ -27,7 +27,13 @@ from gancli.engine.config import Config, TrainingConfig
 from gancli.engine.errors import CheckpointError
 from gancli.engine.losses import build_objective
 from gancli.engine.models import build_models, has_convolutions
-from gancli.engine.runtime import RuntimeOptions, autocast, compiled, grad_scaler
+from gancli.engine.runtime import (
+    RuntimeOptions,
+    autocast,
+    compiled,
+    grad_scaler,
+    resolve_precision,
+)
 
 #: What `TrainState.step` returns, in this order (means over the step's batch).
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -80,7 +86,7 @@ class TrainState:
         device: torch.device,
         options: RuntimeOptions | None = None,
     ):
-        options = options or RuntimeOptions()
+        options, _ = resolve_precision(options or RuntimeOptions(), device)  # auto -> a dtype
         self.config, self.device, self.precision = config, device, options.precision
         generator, discriminator = build_models(config.model, image_shape, num_classes)
         if options.sync_bn:  # same parameter names: checkpoints stay interchangeable
@@ -99,8 +105,8 @@ class TrainState:
         self.opt_d = _make_optimizer(config, self.discriminator, config.optim.lr_d)
         # One loss scaler per optimiser (fp16 only): D's and G's gradients overflow at
         # different scales, and each scaler's update follows its own optimiser's step.
-        self.scaler_g = grad_scaler(device, options.precision)
-        self.scaler_d = grad_scaler(device, options.precision)
+        self.scaler_g = grad_scaler(device, self.precision)
+        self.scaler_d = grad_scaler(device, self.precision)
         self.augment = Augment(config.training.augment)
         self.steps = 0  # G steps taken
         # What the step calls: G and D in DDP when distributed, compiled with --compile;

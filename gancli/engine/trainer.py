@@ -1,4 +1,4 @@
-"""Usage: result = Trainer.new(config, RuntimeOptions(data_dir="data")).fit(reporter)
+"""Usage: result = new_trainer(config, RuntimeOptions(data_dir="data")).fit(reporter)
 
 The run driver, and the only training loop: it takes a TrainState (state.py) through the
 planned epochs, logs the losses to metrics.jsonl, calls the epoch-end listeners (grids,
@@ -14,64 +14,44 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
-import signal
 import time
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from operator import methodcaller
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from gancli.engine import checkpoint as ckpt
 from gancli.engine import distributed
-from gancli.engine.clusters import Clusters, cached_clusters
-from gancli.engine.config import (
-    Config,
-    config_to_dict,
-)
-from gancli.engine.data import ImageSet, cache_home, load_dataset
-from gancli.engine.errors import (
-    EXIT_INTERRUPTED,
-    CheckpointError,
-    ConfigError,
-    GancliError,
-    TrainingError,
-)
+from gancli.engine.clusters import training_clusters
+from gancli.engine.config import Config, config_to_dict
+from gancli.engine.data import ImageSet
+from gancli.engine.errors import Interrupted, TrainingError
+from gancli.engine.grids import check_scale, fixed_inputs, generate, grid_size, real_tiles
 from gancli.engine.health import HealthMonitor
 from gancli.engine.listeners import (
     EpochEnd,
-    Listener,
     NullReporter,
+    Outputs,
     Reporter,
     default_listeners,
 )
-from gancli.engine.runs import RunDir, lock_run, read_resume_point, runs_root
+from gancli.engine.runs import RunDir, lock_run
 from gancli.engine.runtime import (
     RuntimeOptions,
     StopRequests,
     flushing_denormals,
     friendly_errors,
-    prepare,
+    resolve_precision,
+    resumed_rng,
     runtime_notes,
     seed_everything,
 )
-from gancli.engine.sampling import check_scale, fixed_inputs, generate, grid_size, save_grid
 from gancli.engine.state import STATS, TrainState
 
-
-class Interrupted(GancliError):
-    """Training stopped on a signal after saving a checkpoint: a stop the user asked for,
-    told as such (with how to resume), not as an error."""
-
-    prefix = None
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+# what metrics.jsonl keeps of each process's start (a "segment" record)
+SEGMENT_KEYS = ("device", "threads", "world_size", "precision", "precision_reason")
 
 
 @dataclass
@@ -100,21 +80,19 @@ class Trainer:
         checkpoint: dict[str, Any] | None = None,
     ):
         self.config, self.run, self.data, self.device = config, run, data, device
-        self.options = options or RuntimeOptions()
+        previous = checkpoint.get("precision") if checkpoint else None
+        self.options, self.precision_reason = resolve_precision(
+            options or RuntimeOptions(), device, previous
+        )
         self.ranks = distributed.current()
         self.is_main = self.ranks.is_main  # the rank that writes files and reports
         train_cfg = config.training
         distributed.check_batch_size(train_cfg.batch_size, self.ranks.world_size)
-        if len(data) < train_cfg.batch_size * config.objective.n_critic:
-            skipped = f" ({data.skipped} unreadable files skipped)" if data.skipped else ""
-            raise ConfigError(
-                f"training.batch_size: {train_cfg.batch_size} x objective.n_critic "
-                f"{config.objective.n_critic} real images are needed per G step, but the dataset "
-                f"has only {len(data)}{skipped}; lower the batch size or raise data.limit"
-            )
+        data.check_enough(train_cfg.batch_size, config.objective.n_critic)
         # told to the user when training starts
         self.notes: list[str] = list(data.notes) + runtime_notes(self.options, device)
-        self.clusters = self._clusters(checkpoint)
+        self.clusters, note = training_clusters(config, data, checkpoint)
+        self.notes += [note] if note else []
         # what D is shown: the images with their classes, or with their clusters
         self.train_data = data
         if self.clusters is not None:
@@ -139,39 +117,24 @@ class Trainer:
         self._rng: dict[str, Any] = ckpt.capture_rng()
         if checkpoint is not None:
             self._load(checkpoint)
-        self.reals = self._real_tiles()  # real images laid out like the epoch grids
+        self.reals = real_tiles(data, self.fixed_labels, config.model.conditional)
         probabilistic = self.state.objective.probabilistic
-        self.health = HealthMonitor(probabilistic, self.reals, self.grid_classes)
+        # the class of each grid image; all 0 for an unconditional grid (clusters or not)
+        classes = self.fixed_labels if config.model.conditional else self.fixed_labels * 0
+        self.health = HealthMonitor(probabilistic, self.reals, classes)
         self.stops = StopRequests()
         self.reporter: Reporter = NullReporter()
-        self.listeners: list[Listener] = default_listeners(self) if self.is_main else []
-        self._last_is_good = False  # last.pt is known to be a valid checkpoint
-        # Set by resume(): the run directory's files still to bring in line, once locked.
-        self._resume_pending = False
-        self._raised_epochs: int | None = None
+        prior = self.clusters.prior if self.clusters is not None else None
+        listeners = default_listeners(
+            run, config, data, self.grid_nrow, self.row_labels, self.health, self.step,
+            self.note, self.warn, prior, self.options.data_dir,
+        ) if self.is_main else []  # fmt: skip
+        self.outputs = Outputs(listeners, self.note)
+        self.last_is_good = False  # last.pt is known to be a valid checkpoint
+        # Set by starting.resume_trainer: the run's files to bring in line, once locked.
+        self.resume_pending = False
+        self.raised_epochs: int | None = None
         self._clock: float | None = None  # perf_counter at the start of this process's fit()
-        self._failed_outputs: set[type[Listener]] = set()  # listeners already warned about
-
-    def _clusters(self, checkpoint: dict[str, Any] | None) -> Clusters | None:
-        """model.clusters: the checkpoint's clusters, or new ones found by rank 0."""
-        k = self.config.model.clusters
-        if not k:
-            return None
-        if checkpoint is not None:
-            try:
-                clusters = Clusters.from_state(checkpoint["clusters"])
-            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-                raise CheckpointError(f"the checkpoint's clusters are damaged ({exc})") from None
-            if len(clusters.labels) != len(self.data):
-                raise CheckpointError("the checkpoint's clusters are not for this dataset")
-            return clusters
-        seed, folder = self.config.training.seed, cache_home() / "clusters"
-        clusters, cached = distributed.on_main(
-            lambda: cached_clusters(self.data.images, k, seed, folder)
-        )
-        source = f" (an earlier run's, from {folder})" if cached else ""
-        self.notes.append(f"model.clusters: {k} k-means clusters of the training images{source}")
-        return clusters
 
     @property
     def step(self) -> int:
@@ -179,94 +142,9 @@ class Trainer:
         return self.state.steps
 
     @property
-    def grid_classes(self) -> torch.Tensor:
-        """The class of each grid image; all 0 for an unconditional grid (clusters or not)."""
-        if self.config.model.conditional:
-            return self.fixed_labels
-        return torch.zeros_like(self.fixed_labels)
-
-    @property
     def row_labels(self) -> list[str] | None:
         """Class names for the rows of a conditional grid (one row per class)."""
         return list(self.data.class_names) if self.config.model.conditional else None
-
-    # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def new(
-        cls,
-        config: Config,
-        options: RuntimeOptions,
-        preset_name: str = "custom",
-        out: str | None = None,
-        name: str | None = None,
-        device: torch.device | None = None,
-    ) -> Trainer:
-        """Load data, create the run directory under `out` (default: the runs root) named
-        after `name` or the preset, write config.yaml and reals.png. `device`: what
-        runtime.prepare(options) returned, when the caller has set up the process already.
-
-        Under torchrun, call it inside distributed.session(): rank 0 creates the run
-        directory and tells the others its path.
-        """
-        device = device or prepare(options)
-        data = load_dataset(config.data, options.data_dir, device=device)
-        root = runs_root(out)
-        run = distributed.on_main(lambda: RunDir.create(root, name or preset_name))
-        try:
-            trainer = cls(config, run, data, device, options)
-            if trainer.is_main:
-                run.write_config(config, f"preset: {preset_name}")
-                scale = config.training.grid_scale
-                save_grid(trainer.reals, run.reals, trainer.grid_nrow, trainer.row_labels, scale)
-        except BaseException:  # an error, a full disk or a signal: leave no trace
-            if distributed.is_main():
-                run.discard()
-            raise
-        return trainer
-
-    @classmethod
-    def resume(
-        cls,
-        run_path: str | Path,
-        options: RuntimeOptions,
-        epochs: int | None = None,
-        device: torch.device | None = None,
-    ) -> Trainer:
-        """Continue a run from its newest valid checkpoint; `epochs` raises the planned total.
-
-        Nothing in the run directory changes before fit() holds the run's lock. Under
-        torchrun, rank 0 reads the checkpoint and hands it to the others (no shared file
-        system needed); the number of ranks may differ from the run's last one.
-        """
-        device = device or prepare(options)
-        run, path, state, problems, config = distributed.on_main(
-            lambda: read_resume_point(run_path, epochs)
-        )
-        data_dir = options.data_dir
-        source = Path(str(state.get("data", {}).get("source", "")))
-        if data_dir is None and source.name == "raw" and source.is_dir():
-            data_dir = str(source.parents[1])  # read again from <root>/<Folder>/raw
-        data = load_dataset(config.data, data_dir, device=device)
-        if len(data) != state["data"]["num_images"]:
-            raise CheckpointError(
-                f"the dataset now has {len(data)} images, the run was trained on "
-                f"{state['data']['num_images']}; resume needs the same data"
-            )
-        trainer = cls(config, run, data, device, options, checkpoint=state)
-        trainer._last_is_good = path == run.last_checkpoint
-        trainer._resume_pending, trainer._raised_epochs = True, epochs
-        if problems:
-            trainer.notes.append(
-                f"resuming from {path.name} (step {trainer.step}); skipped: {'; '.join(problems)}"
-            )
-        planned = config.training.epochs
-        if trainer.epoch >= planned and not trainer.step_in_epoch:
-            trainer.notes.append(
-                f"the run has finished its {planned} epoch{'s' if planned != 1 else ''}: nothing "
-                f"left to train; pass --epochs N (more than {planned}) to train it further"
-            )
-        return trainer
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -282,14 +160,7 @@ class Trainer:
             "fixed_noise": self.fixed_noise,
             "fixed_labels": self.fixed_labels,
             "grid_nrow": self.grid_nrow,
-            "data": {
-                "dataset": self.data.name,
-                "split": self.data.split,
-                "source": self.data.source,
-                "num_images": len(self.data),
-                "image_shape": list(self.data.image_shape),
-                "class_names": list(self.data.class_names),
-            },
+            "data": self.data.describe(),
             "versions": ckpt.versions(),
             "world_size": self.ranks.world_size,
             "precision": self.options.precision,
@@ -302,31 +173,13 @@ class Trainer:
         self.step_in_epoch, self.elapsed = int(state["step_in_epoch"]), float(state["elapsed"])
         self.fixed_noise, self.fixed_labels = state["fixed_noise"], state["fixed_labels"]
         self.grid_nrow = int(state["grid_nrow"])
-        self._rng = self._resumed_rng(state)
-
-    def _resumed_rng(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The random state to go on from: this rank's own, when the checkpoint has it."""
-        if not self.ranks.distributed:
-            return dict(state["rng"])  # rank 0's, when the run was distributed before
-        saved = state.get("rank_rng") or []
-        if len(saved) == self.ranks.world_size:
-            return dict(saved[self.ranks.rank])
-        # A different number of ranks than before: new noise streams, fixed by seed and step.
-        seed = distributed.rank_seed(self.config.training.seed, self.step, self.ranks.rank)
-        seed_everything(seed)
-        return ckpt.capture_rng()
+        self._rng = resumed_rng(state, self.ranks, self.config.training.seed)
 
     def save(self) -> None:
         """Checkpoint the current state; refuses weights that are not finite, or that differ
         between ranks. Every rank calls it (it gathers from all); rank 0 writes."""
-        for name in ("generator", "discriminator"):
-            net = getattr(self.state, name)
-            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
-                raise self._agreed_failure(
-                    f"the {name}'s weights became NaN/Inf by step {self.step}; the last good "
-                    "checkpoint is kept. Lower optim.lr_d / optim.lr_g"
-                )
-        checksums, rngs = self._gather_ranks()
+        nets = {"generator": self.state.generator, "discriminator": self.state.discriminator}
+        checksums, rngs = distributed.gather_checked(nets, self.step)
         if not self.is_main:
             return
         state = self.checkpoint()
@@ -335,38 +188,12 @@ class Trainer:
             state["rank_rng"] = rngs
         # Keep the old last.pt as previous.pt, unless it is unreadable: then previous.pt may
         # hold the only good checkpoint, and it stays.
-        previous = self.run.previous_checkpoint if self._last_is_good else None
+        previous = self.run.previous_checkpoint if self.last_is_good else None
         ckpt.save_checkpoint(self.run.last_checkpoint, state, previous=previous)
-        self._last_is_good = True
+        self.last_is_good = True
         every = self.config.training.save_every
         if every and self.step_in_epoch == 0 and self.epoch % every == 0:
             ckpt.save_checkpoint(self.run.epoch_checkpoint(self.epoch), state)
-
-    def _gather_ranks(self) -> tuple[list[list[str]], list[dict[str, Any] | None]]:
-        """Every rank's weight checksums and RNG state; TrainingError if the weights differ.
-
-        DDP keeps the ranks' weights equal by averaging gradients; this checks that it did.
-        """
-        mine = [
-            distributed.weights_checksum(self.state.generator),
-            distributed.weights_checksum(self.state.discriminator),
-        ]
-        rng = ckpt.capture_rng() if self.ranks.distributed else None
-        gathered = distributed.gather((mine, rng))
-        checksums = [sums for sums, _ in gathered]
-        odd = [rank for rank, sums in enumerate(checksums) if sums != checksums[0]]
-        if odd:
-            raise self._agreed_failure(
-                f"the weights of rank(s) {', '.join(map(str, odd))} differ from rank 0's at "
-                f"step {self.step}; the last good checkpoint is kept: resume from it"
-            )
-        return checksums, [state for _, state in gathered]
-
-    def _agreed_failure(self, message: str) -> TrainingError:
-        """The error for a failure every rank meets alike (agreed data): rank 0 prints it."""
-        error = TrainingError(message)
-        error.quiet = not self.is_main
-        return error
 
     # ------------------------------------------------------------------ the loop
 
@@ -381,9 +208,14 @@ class Trainer:
             flushing_denormals(),
             friendly_errors(self.run),
         ):
-            if self.is_main and self._resume_pending:
+            if self.is_main and self.resume_pending:
                 self._write_resumed_run()
-            self.reporter.start(self._start_info())
+            info = self._start_info()
+            if self.is_main:  # what this process trains with: one record per run segment
+                segment = {k: info[k] for k in SEGMENT_KEYS}
+                where = {"epoch": self.epoch + 1, "step": self.step}
+                self.run.log.append({"kind": "segment", **where, **segment})
+            self.reporter.start(info)
             for note in self.notes:
                 self.reporter.note(note)
             clock = self._clock = time.perf_counter()
@@ -392,7 +224,7 @@ class Trainer:
                 last = self._train_epochs(images_per_step)
             finally:
                 self._rng = ckpt.capture_rng()  # a later fit() carries on from here
-            self._tell_listeners(methodcaller("on_fit_end"))
+            self.outputs.tell(methodcaller("on_fit_end"))
         seconds = time.perf_counter() - clock
         steps_done = self.step - start_step
         return TrainResult(
@@ -415,6 +247,7 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "world_size": self.ranks.world_size,
             "precision": self.options.precision,
+            "precision_reason": self.precision_reason,
             "dataset": f"{self.data.name} ({len(self.data)} {self.data.split} images)",
             "epochs": cfg.epochs,
             "start_epoch": self.epoch,
@@ -427,10 +260,10 @@ class Trainer:
         """A resumed run's own files, once the lock is held: metrics written after the
         checkpoint are dropped (they will be written again), and a raised --epochs goes
         into config.yaml."""
-        if self._raised_epochs is not None:
+        if self.raised_epochs is not None:
             self.run.write_config(self.config, "resumed")
         self.run.log.keep_until(self.step)
-        self._resume_pending = False
+        self.resume_pending = False
 
     def _train_epochs(self, images_per_step: int) -> dict[str, float]:
         """Train until the planned epochs are done; returns the last logged losses."""
@@ -481,7 +314,7 @@ class Trainer:
                 window.zero_()
                 window_steps, window_clock = 0, now
                 last = {k: logged[k] for k in STATS}
-                self._tell_listeners(methodcaller("on_log", logged))
+                self.outputs.tell(methodcaller("on_log", logged))
                 shown = logged
             elif every is not None and time.perf_counter() - shown_at >= every:
                 # The window's losses so far, for the eye only: at most one device sync
@@ -509,10 +342,12 @@ class Trainer:
         record["images_per_second"] = round(images / seconds, 1) if seconds > 0 else None
         record["wall"] = round(self._wall(), 3)
         if not all(math.isfinite(v) for v in means):
-            raise self._agreed_failure(
-                f"losses became NaN/Inf by step {self.step} (epoch {self.epoch + 1}): "
-                f"loss_d={means[0]}, loss_g={means[1]}; the last good checkpoint is kept. "
-                "Lower optim.lr_d / optim.lr_g, or try model.spectral_norm=true"
+            raise distributed.agreed(
+                TrainingError(
+                    f"losses became NaN/Inf by step {self.step} (epoch {self.epoch + 1}): "
+                    f"loss_d={means[0]}, loss_g={means[1]}; the last good checkpoint is kept. "
+                    "Lower optim.lr_d / optim.lr_g, or try model.spectral_norm=true"
+                )
             )
         if self.is_main:
             self.run.log.append(record)
@@ -528,23 +363,8 @@ class Trainer:
             sampler = self.state.sampler
             samples = generate(sampler, self.fixed_noise, self.fixed_labels)
             end = EpochEnd(self.epoch, self.step, sampler, samples)
-            self._tell_listeners(methodcaller("on_epoch_end", end))
+            self.outputs.tell(methodcaller("on_epoch_end", end))
         self.save()  # every rank: it checks that their weights agree
-
-    def _tell_listeners(self, event: methodcaller) -> None:
-        """`event` on every listener in turn. An output a listener cannot make (a full
-        disk, a folder in the way of losses.png, a damaged epoch grid for the GIF) is a
-        warning, said once per listener, not the end of training: the epoch's checkpoint
-        is still written, and the command's exit code says the training succeeded."""
-        for listener in self.listeners:
-            try:
-                event(listener)
-            except Interrupted:
-                raise
-            except (GancliError, OSError) as exc:
-                if type(listener) not in self._failed_outputs:
-                    self._failed_outputs.add(type(listener))
-                    self.note(f"warning: {exc}; training goes on without it")
 
     def note(self, text: str) -> None:
         """Tell the user (rank 0's reporter)."""
@@ -557,20 +377,6 @@ class Trainer:
         self.reporter.note(f"warning: {text}")
         record = {"kind": "warning", "epoch": self.epoch + 1, "step": self.step, "message": text}
         self.run.log.append(record)
-
-    def _real_tiles(self) -> torch.Tensor:
-        """Real images laid out like the epoch grids: row i of a conditional run shows class i."""
-        labels, images = self.fixed_labels.tolist(), self.data.images.cpu()
-        if not self.config.model.conditional:
-            return images[: len(labels)]
-        tiles = torch.zeros(len(labels), *self.data.image_shape, dtype=torch.uint8)
-        seen: Counter[int] = Counter()
-        for i, label in enumerate(labels):
-            matches = (self.data.labels.cpu() == label).nonzero().flatten()
-            if len(matches):  # a class missing from a --limit'ed dataset stays blank
-                tiles[i] = images[int(matches[seen[label] % len(matches)])]
-            seen[label] += 1
-        return tiles
 
     # ------------------------------------------------------------------ stopping
 
@@ -591,14 +397,9 @@ class Trainer:
     def _interrupt(self, signum: int) -> None:
         self.save()
         distributed.barrier()  # rank 0's checkpoint is written before any rank exits
-        code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
-        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        error = Interrupted(
-            f"stopped by {how}: interrupted at step {self.step} (epoch {self.epoch + 1} of "
-            f"{self.config.training.epochs}); checkpoint saved to "
-            f"{self.run.last_checkpoint}. Resume with: gancli train --resume "
-            f"{shlex.quote(str(self.run.path))}",
-            code,
+        planned, run = self.config.training.epochs, self.run
+        raise distributed.agreed(
+            Interrupted.by_signal(
+                signum, self.step, self.epoch + 1, planned, run.path, run.last_checkpoint
+            )
         )
-        error.quiet = not self.is_main
-        raise error

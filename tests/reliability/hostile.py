@@ -58,11 +58,11 @@ def make_tiny_run(root: Path, data_dir: Path) -> Path:
     """A finished conditional MLP run with 2 epochs and checkpoints of about 1 MB."""
     from gancli.engine.config import load_config
     from gancli.engine.options import RuntimeOptions
-    from gancli.engine.trainer import Trainer
+    from gancli.engine.starting import new_trainer
 
     config = load_config("gan-mnist", TINY_SETS, TINY)
     options = RuntimeOptions(data_dir=str(data_dir), device="cpu")
-    trainer = Trainer.new(config, options, preset_name="tiny", out=str(root))
+    trainer = new_trainer(config, options, preset_name="tiny", out=str(root))
     trainer.fit()
     return trainer.run.path
 

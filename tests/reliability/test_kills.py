@@ -52,7 +52,7 @@ def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
     tmp_path: Path, data_dir: Path, reference: RunDir
 ) -> None:
     from gancli.engine.options import RuntimeOptions
-    from gancli.engine.trainer import Trainer
+    from gancli.engine.starting import resume_trainer
 
     run = RunDir(tmp_path / "k-001")
     run.checkpoints.mkdir(parents=True)
@@ -61,7 +61,7 @@ def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
     state = load_checkpoint(reference.previous_checkpoint)
     save_checkpoint(run.previous_checkpoint, state)
     run.last_checkpoint.write_bytes(b"garbage")
-    trainer = Trainer.resume(run.path, RuntimeOptions(data_dir=str(data_dir), device="cpu"))
+    trainer = resume_trainer(run.path, RuntimeOptions(data_dir=str(data_dir), device="cpu"))
     assert trainer.step == state["step"] and "skipped" in trainer.notes[-1]
     trainer.fit()
     final = load_checkpoint(run.last_checkpoint)
@@ -77,10 +77,10 @@ def test_a_corrupt_last_is_never_rotated_over_a_good_previous(
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
     from gancli.engine.config import load_config
     from gancli.engine.options import RuntimeOptions
-    from gancli.engine.trainer import Trainer
+    from gancli.engine.starting import new_trainer
 
     config = load_config("gan-mnist", [], {"data.limit": 256, "training.batch_size": 32})
-    trainer = Trainer.new(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
+    trainer = new_trainer(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
     with pytest.raises(KeyboardInterrupt), trainer.stops.installed():
         os.kill(os.getpid(), signal.SIGINT)

@@ -12,6 +12,7 @@ from gancli.cli import app
 from gancli.engine.config import load_config
 from gancli.engine.listeners import HealthWarnings, NullReporter
 from gancli.engine.options import RuntimeOptions
+from gancli.engine.starting import new_trainer
 from gancli.engine.trainer import Trainer
 
 TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
@@ -27,14 +28,14 @@ class Notes(NullReporter):
 
 def new(tmp_path: Path, data_dir: Path, preset: str = "gan-mnist", **flags: object) -> Trainer:
     config = load_config(preset, [], {**TINY, **flags})
-    return Trainer.new(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
+    return new_trainer(config, RuntimeOptions(data_dir=str(data_dir)), out=str(tmp_path))
 
 
 def test_warns_when_d_wins_outright(tmp_path: Path, data_dir: Path) -> None:
     trainer = new(tmp_path, data_dir)
     reporter = Notes()
     trainer.reporter = reporter
-    (health,) = [h for h in trainer.listeners if isinstance(h, HealthWarnings)]
+    (health,) = [h for h in trainer.outputs.listeners if isinstance(h, HealthWarnings)]
     certain = {"kind": "step", "epoch": 1, "step": 1, "loss_d": 0.01, "loss_g": 9.0}
     certain.update(d_real=0.999, d_fake=0.001)
     for _ in range(3):

@@ -23,6 +23,7 @@ from gancli.engine.options import RuntimeOptions
 from gancli.engine.records import read_evaluations
 from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, lock_run
 from gancli.engine.scoring import EvalReport, Scores, append_record
+from gancli.engine.starting import new_trainer, resume_trainer
 from gancli.engine.trainer import Trainer
 
 runner = CliRunner()
@@ -32,7 +33,7 @@ TINY = {"data.limit": 256, "training.batch_size": 32, "training.epochs": 1}
 def trained(tmp_path: Path, data_dir: Path, epochs: int = 1) -> Trainer:
     config = load_config("gan-mnist", [], {**TINY, "training.epochs": epochs})
     options = RuntimeOptions(data_dir=str(data_dir))
-    trainer = Trainer.new(config, options, out=str(tmp_path))
+    trainer = new_trainer(config, options, out=str(tmp_path))
     trainer.fit()
     return trainer
 
@@ -57,7 +58,7 @@ def test_disk_full_keeps_the_last_checkpoint(
 ) -> None:
     trainer = trained(tmp_path, data_dir)
     before = trainer.run.last_checkpoint.read_bytes()
-    resumed = Trainer.resume(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
+    resumed = resume_trainer(trainer.run.path, RuntimeOptions(device="cpu"), epochs=2)
     owner, name = target
     if name is None:
         module, _, attr = owner.rpartition(".")
