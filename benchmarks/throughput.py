@@ -43,7 +43,7 @@ Methodology:
   would reach if all its other work (element-wise ops, norms, the optimiser, Python) took
   no time and these kernels ran as fast as they do here; where it is under the target,
   only faster kernels (lower precision, another machine) or less arithmetic can meet it.
-- --bf16 (default where oneDNN reports bf16 units): a third loop in the alternation,
+- --bf16 (default where the CPU has bf16 units): a third loop in the alternation,
   gancli with --precision bf16 autocast, against the same fp32 reference.
 - Peak RSS: ru_maxrss of a real `python -m gancli train --preset P --epochs 1` process on
   the full dataset, started by a small helper process (see RSS_HELPER), stopped with SIGINT

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 import gancli
-from gancli import completion, reporting, ui
+from gancli import completion, reporting, ui, views
 from gancli.engine.errors import (
     EXIT_INTERRUPTED,
     ConfigError,
@@ -438,7 +438,7 @@ def train(
         if json_out:
             ui.print_json(dataclasses.asdict(result))
         elif not quiet:
-            console.print(ui.done_line(result), soft_wrap=True)
+            console.print(views.done_line(result), soft_wrap=True)
 
 
 def _text(path: Path | None) -> str | None:
@@ -521,7 +521,7 @@ def sample(
     )  # fmt: skip
     with cli_errors(), _stages(json_out, quiet) as progress:
         result = sample_images(job, progress)
-    what = ui.classes_phrase(result["classes"], result["class_count"])
+    what = views.classes_phrase(result["classes"], result["class_count"])
     removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
     unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
     line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
@@ -659,7 +659,7 @@ def inspect(
     if json_out:
         ui.print_json(report.to_dict())
     elif not quiet:
-        ui.render_report(report, ui.make_console(False))
+        views.render_report(report, ui.make_console(False))
 
 
 @app.command(
@@ -708,7 +708,7 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     if json_out:
         ui.print_json({"directory": str(presets_dir()), "presets": found})
     elif not quiet:
-        ui.render_presets(found, ui.make_console(False))
+        views.render_presets(found, ui.make_console(False))
 
 
 @app.command(
@@ -755,7 +755,7 @@ def evaluate(
     if json_out:
         ui.print_json(report.to_dict())
     elif not quiet:
-        ui.render_evaluation(report, console)
+        views.render_evaluation(report, console)
 
 
 @app.command(

@@ -26,7 +26,7 @@ from gancli.engine.config import (
 from gancli.engine.data import dataset_summary
 from gancli.engine.errors import CheckpointError, ConfigError, GancliError
 from gancli.engine.files import file_sha256
-from gancli.engine.models import ClassBatchNorm2d, MinibatchStdDev, build_models
+from gancli.engine.models import BATCH_NORMS, ClassBatchNorm2d, MinibatchStdDev, build_models
 from gancli.engine.records import read_evaluations
 from gancli.engine.runs import RunDir, latest_run, runs_root, stat_problem
 
@@ -270,7 +270,7 @@ def layer_name(module: nn.Module) -> str:
         return f"{name}({module.in_channels}->{module.out_channels}, k{k} s{s} p{pad})"
     if isinstance(module, nn.Linear):
         return f"{name}({module.in_features}->{module.out_features})"
-    if isinstance(module, (nn.modules.batchnorm._BatchNorm, ClassBatchNorm2d)):
+    if isinstance(module, (BATCH_NORMS, ClassBatchNorm2d)):
         return f"{name}({module.num_features})"
     if isinstance(module, nn.GroupNorm):
         return f"LayerNorm(C,H,W of {module.num_channels})"

@@ -29,6 +29,7 @@ from gancli.engine.fast_layers import (
 MLP_G_HIDDEN = (256, 512, 1024)
 MLP_D_HIDDEN = (1024, 512, 256)
 DCGAN_BASE_CHANNELS = 64  # ngf and ndf at width 1.0
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)  # what --sync-bn may convert
 
 
 class MLPGenerator(nn.Module):
@@ -338,7 +339,7 @@ def _conv_sides(layer: nn.Conv2d | nn.ConvTranspose2d, sides: list[int]) -> list
 def _compares_samples(layer: nn.Module) -> bool:
     """Whether a layer's output for a sample depends on the other samples of its batch
     (batch norm, minibatch standard deviation)."""
-    return isinstance(layer, (nn.modules.batchnorm._BatchNorm, MinibatchStdDev))
+    return isinstance(layer, (BATCH_NORMS, MinibatchStdDev))
 
 
 def _through(layers: nn.Sequential, x: torch.Tensor, parts: int) -> torch.Tensor:

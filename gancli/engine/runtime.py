@@ -184,14 +184,19 @@ def runtime_notes(options: RuntimeOptions, device: torch.device) -> list[str]:
     return notes
 
 
+#: The CPU flags (Linux's /proc/cpuinfo names) of units that compute each precision fast.
+CPU_UNITS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
 def fast_on_cpu(precision: str) -> bool:
-    """Whether this CPU has instructions for `precision` (bf16: AVX512-BF16 or AMX; fp16:
-    AMX-FP16), as oneDNN sees it. Private PyTorch API: False where it is missing."""
-    check = getattr(torch.ops.mkldnn, f"_is_mkldnn_{precision}_supported", None)
+    """Whether this CPU has units for `precision` (bf16: AVX512-BF16 or AMX; fp16:
+    AVX512-FP16 or AMX-FP16), read from /proc/cpuinfo; False where that is not there."""
     try:
-        return bool(check()) if check is not None else False
-    except (RuntimeError, AttributeError):
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
         return False
+    flags = [line.split() for line in text.splitlines() if line.startswith("flags")]
+    return any(unit in words for words in flags for unit in CPU_UNITS.get(precision, ()))
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gancli import ui
+from gancli import ui, views
 from gancli.cli import app
 from gancli.engine import checkpoint
 from gancli.engine.errors import CheckpointError
@@ -36,8 +36,8 @@ def test_markup_and_escapes_are_shown_on_a_terminal_not_obeyed(
     monkeypatch.setattr("sys.stdout", screen)
     console = ui.make_console(False)
     assert console.is_terminal  # Rich's panels and tables, not the plain text
-    ui.render_report(inspect_target(str(preset)), console)
-    ui.render_presets({"[bold]evil": "\x1b[2J[/oops]"}, console)
+    views.render_report(inspect_target(str(preset)), console)
+    views.render_presets({"[bold]evil": "\x1b[2J[/oops]"}, console)
     shown = screen.getvalue()
     for text in ("[/oops] [red]x", "\\x1b[31mRED", ":smile:", "\\x1b]0;title\\x07", "\\u202e"):
         assert text in shown, text
