@@ -107,21 +107,21 @@ def train_once(preset: str, precision: str, args: Any, root: Path, compile_: boo
     }
 
 
-def command(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def command(*arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         list(arguments),
         cwd=harness.ROOT,
-        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
 
 
 def finished(process: subprocess.Popen[str], expect: int = 0) -> str:
-    output, _ = process.communicate(timeout=600)
+    """The command's stdout, once it has ended with the exit code `expect`."""
+    output, errors = process.communicate(timeout=600)
     if process.returncode != expect:
-        tail = "\n".join(output.strip().splitlines()[-5:])
+        tail = " / ".join(errors.strip().splitlines()[-3:])
         raise RuntimeError(f"exit {process.returncode}, not {expect}: {tail}")
     return output
 
@@ -139,7 +139,7 @@ def torchrun_check(args: Any, root: Path, processes: int, sync_bn: bool) -> dict
         "-m", "gancli", "train", "--preset", KILL_PRESET, *small(args), *extra,
         "--out", str(root), "--name", f"torchrun-{processes}", "--json", "--quiet",
     )  # fmt: skip
-    result = json.loads(finished(process).strip().splitlines()[-1])
+    result = json.loads(finished(process))
     assert result["world_size"] == processes, result
     return {"images_per_second": result["images_per_second"], "processes": processes}
 
@@ -175,7 +175,7 @@ def user_commands(args: Any, run: Path, root: Path) -> dict[str, Any]:
         *harness.gancli("evaluate", str(run), "-n", str(args.n), "--data-dir", str(args.data)),
         *device, "--json",
     )  # fmt: skip
-    fid = json.loads(finished(evaluation).strip().splitlines()[-1])["model"]["fid"]
+    fid = json.loads(finished(evaluation))["model"]["fid"]
     fmt = "onnx" if importlib.util.find_spec("onnx") else "state-dict"
     target = root / f"generator.{fmt}"
     finished(command(*harness.gancli("export", str(run), "--format", fmt, "--out", str(target))))

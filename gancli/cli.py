@@ -519,13 +519,14 @@ def sample(
         truncation=truncation, batch_size=batch_size, out=_text(out), nrow=nrow, scale=scale,
         force=force, ema=ema, device=device,
     )  # fmt: skip
-    with cli_errors(), _stages(json_out, quiet) as progress:
-        result = sample_images(job, progress)
-    what = views.classes_phrase(result["classes"], result["class_count"])
-    removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
-    unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
-    line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
-    _emit(result, json_out, quiet, line)
+    with cli_errors():
+        with _stages(json_out, quiet) as progress:
+            result = sample_images(job, progress)
+        what = views.classes_phrase(result["classes"], result["class_count"])
+        removed = f" (removed {result['removed']} older images)" if result.get("removed") else ""
+        unscaled = " (a .npz is not scaled)" if scale > 1 and result["scale"] == 1 else ""
+        line = f"wrote {result['images']} images{what} to {result['out']}{removed}{unscaled}"
+        _emit(result, json_out, quiet, line)
 
 
 @app.command(
@@ -569,12 +570,12 @@ def export(
     job = ExportJob(format_, path, _text(runs), _text(out), ema, force)
     with cli_errors():
         result = export_generator(job)
-    which = "EMA generator" if result["ema"] else "generator"
-    line = (
-        f"wrote {result['out']} ({human_bytes(result['bytes'])}, the {which} of epoch "
-        f"{result['epoch']}) and {result['sidecar']}"
-    )
-    _emit(result, json_out, quiet, line)
+        which = "EMA generator" if result["ema"] else "generator"
+        line = (
+            f"wrote {result['out']} ({human_bytes(result['bytes'])}, the {which} of epoch "
+            f"{result['epoch']}) and {result['sidecar']}"
+        )
+        _emit(result, json_out, quiet, line)
 
 
 @app.command(
@@ -627,7 +628,7 @@ def animate(
     )  # fmt: skip
     with cli_errors():
         result = write_animation(job)
-    _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
+        _emit(result, json_out, quiet, f"wrote {result['frames']} frames to {result['out']}")
 
 
 @app.command(
@@ -656,10 +657,10 @@ def inspect(
 
     with cli_errors():
         report = inspect_target(path, _text(runs))
-    if json_out:
-        ui.print_json(report.to_dict())
-    elif not quiet:
-        views.render_report(report, ui.make_console(False))
+        if json_out:
+            ui.print_json(report.to_dict())
+        elif not quiet:
+            views.render_report(report, ui.make_console(False))
 
 
 @app.command(
@@ -690,12 +691,12 @@ def report(
 
     with cli_errors():
         result = write_report(path, _text(out), force, _text(runs))
-    shown, total = result["grids"], result["grids_total"]
-    grids = f"{shown} of {total}" if shown != total else f"{total}"
-    problems = result["problems"]
-    noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
-    line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
-    _emit(result, json_out, quiet, line)
+        shown, total = result["grids"], result["grids_total"]
+        grids = f"{shown} of {total}" if shown != total else f"{total}"
+        problems = result["problems"]
+        noted = f"; {len(problems)} problem(s) named on the page" if problems else ""
+        line = f"wrote {result['out']} ({grids} epoch grids, {human_bytes(result['bytes'])}){noted}"
+        _emit(result, json_out, quiet, line)
 
 
 @app.command(epilog=examples("gancli presets", "gancli presets --json"))
@@ -705,10 +706,10 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
 
     with cli_errors():
         found = list_presets()
-    if json_out:
-        ui.print_json({"directory": str(presets_dir()), "presets": found})
-    elif not quiet:
-        views.render_presets(found, ui.make_console(False))
+        if json_out:
+            ui.print_json({"directory": str(presets_dir()), "presets": found})
+        elif not quiet:
+            views.render_presets(found, ui.make_console(False))
 
 
 @app.command(
@@ -750,12 +751,13 @@ def evaluate(
     request = EvalRequest(num, seed, batch_size, extractor, floor)
     job = EvaluateJob(path, _text(runs), request, ema, _text(data_dir), device)
     console = ui.make_console(json_out)
-    with cli_errors(), _stages(json_out, quiet) as progress:
-        report = score(job, _logger(console, quiet), progress)
-    if json_out:
-        ui.print_json(report.to_dict())
-    elif not quiet:
-        views.render_evaluation(report, console)
+    with cli_errors():
+        with _stages(json_out, quiet) as progress:
+            report = score(job, _logger(console, quiet), progress)
+        if json_out:
+            ui.print_json(report.to_dict())
+        elif not quiet:
+            views.render_evaluation(report, console)
 
 
 @app.command(
@@ -793,11 +795,11 @@ def train_evaluator(
     job = EvaluatorJob(dataset, str(out), epochs, seed, _text(data_dir), device)
     with cli_errors():
         result = train_evaluator_file(job, _logger(ui.make_console(json_out), quiet))
-    line = (
-        f"wrote {result['out']}: {100 * result['heldout_accuracy']:.2f}% on held-out images, "
-        f"sha256 {result['sha256']}"
-    )
-    _emit(result, json_out, quiet, line)
+        line = (
+            f"wrote {result['out']}: {100 * result['heldout_accuracy']:.2f}% on held-out images, "
+            f"sha256 {result['sha256']}"
+        )
+        _emit(result, json_out, quiet, line)
 
 
 def _logger(console: Any, quiet: bool) -> Any:

@@ -64,7 +64,8 @@ def test_one_epoch_of_each_preset_writes_a_complete_run(
         assert (run / name).is_file(), name
     records = MetricsLog(run / "metrics.jsonl").read()
     assert [r["kind"] for r in records][-1] == "epoch"
-    for record in records:
+    assert records[0]["kind"] == "segment" and records[0]["precision"] == "fp32"
+    for record in records[1:]:
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "wall"):
             assert math.isfinite(record[key]), (key, record)
     assert result.steps == trainer.steps_per_epoch == 320 // 32 // trainer.config.objective.n_critic

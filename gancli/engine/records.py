@@ -23,7 +23,8 @@ _NUMBERS = (*LOSS_KEYS, "images_per_second", "wall", "fid", "accuracy")
 
 class MetricsLog:
     """A run's metrics.jsonl: one JSON record per line, each with a `kind` (step, epoch,
-    eval, warning), the 1-based `epoch` it belongs to and the G `step` it was written at.
+    eval, warning, and segment: what each process trained with), the 1-based `epoch` it
+    belongs to and the G `step` it was written at.
     The training loop appends; inspect, the plots and resume read."""
 
     def __init__(self, path: Path):

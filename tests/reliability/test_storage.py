@@ -19,6 +19,7 @@ from gancli.engine.config import load_config
 from gancli.engine.errors import ConfigError, RunDirError, StorageError
 from gancli.engine.files import atomic_write, temporary_name
 from gancli.engine.limits import training_memory
+from gancli.engine.listeners import NullReporter
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.records import read_evaluations
 from gancli.engine.runs import EVAL_LOCK_NAME, RunDir, hold_lock, lock_run
@@ -36,6 +37,16 @@ def trained(tmp_path: Path, data_dir: Path, epochs: int = 1) -> Trainer:
     trainer = new_trainer(config, options, out=str(tmp_path))
     trainer.fit()
     return trainer
+
+
+class NotesReporter(NullReporter):
+    """A reporter that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 def no_space(*args: object, **kwargs: object) -> None:
@@ -80,9 +91,9 @@ def test_disk_full_keeps_the_last_checkpoint(
     run = trainer.run
     if target[0] in (Image.Image, "gancli.engine.plots.plot_losses"):
         # An epoch-end picture is not the run: a warning, and the checkpoint is written.
-        notes: list[str] = []
-        resumed.note = notes.append  # type: ignore[method-assign]
-        resumed.fit()
+        reporter = NotesReporter()
+        resumed.fit(reporter)
+        notes = reporter.notes
         assert any("No space left on device" in n and "training goes on" in n for n in notes)
         assert load_checkpoint(run.last_checkpoint)["epoch"] == 2
         return
