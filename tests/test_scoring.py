@@ -75,8 +75,10 @@ def test_one_split_datasets_hold_out_a_fixed_fifth(data_dir: Path) -> None:
     assert torch.equal(heldout.images, again.images)
 
 
-def test_evaluate_a_run_with_floor_and_eval_json(trained_runs: dict[str, Path]) -> None:
-    run = trained_runs["cgan"]
+def test_evaluate_a_run_with_floor_and_eval_json(
+    trained_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(trained_runs["cgan"], tmp_path / "cgan"))  # it writes eval.json
     code, out, err = _invoke("evaluate", str(run), "-n", "500", "--json", "--device", "cpu")
     assert code == 0, err
     report = json.loads(out)
@@ -96,8 +98,10 @@ def test_evaluate_a_run_with_floor_and_eval_json(trained_runs: dict[str, Path]) 
     assert len(json.loads((run / "eval.json").read_text())) == len(saved) + 1
 
 
-def test_evaluate_prints_a_table_and_inspect_shows_it(trained_runs: dict[str, Path]) -> None:
-    run = trained_runs["dcgan-ema"]
+def test_evaluate_prints_a_table_and_inspect_shows_it(
+    trained_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(trained_runs["dcgan-ema"], tmp_path / "dcgan-ema"))
     code, out, err = _invoke("evaluate", str(run), "-n", "300", "--no-floor", "--seed", "3")
     assert code == 0, err
     assert "FID" in out and "classes covered" in out and "EMA" in out
