@@ -1,4 +1,4 @@
-"""Usage: python benchmarks/quality.py [--presets dcgan-mnist,dcgan-digits:1] [--epochs 5]
+"""Usage: python benchmarks/quality.py [--presets gan-mnist:5] [--set K=V] [--train-seeds 0,1]
 
 Sample quality of presets on this machine: each is trained from scratch with its own seed
 for its own number of epochs (or `--epochs`, or `preset:epochs`), then scored by
@@ -7,11 +7,17 @@ the real-data floor (real training images scored the same way). For presets that
 D's inputs, a leak check asks whether samples look augmented (see `augmentation_leak`).
 Writes benchmarks/results/quality.md and quality.json; a run whose config and epochs
 match is reused with --reuse.
+
+Trials: with `--set KEY=VALUE` (a candidate recipe, as `gancli train --set` takes it) or
+`--train-seeds` (training seeds other than the preset's own), the results go to
+results/quality-trials.md and .json instead, one row per preset, recipe and training seed,
+so that a candidate is measured on several seeds without touching the shipped table.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -49,11 +55,17 @@ def parse_spec(spec: str, epochs: int | None) -> tuple[str, int | None]:
     return name.strip(), int(count) if count else epochs
 
 
-def run_preset(spec: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def run_preset(
+    spec: str, args: argparse.Namespace, out: Path, seed: int | None = None
+) -> dict[str, Any]:
     """Train the preset (or, with --reuse, take its finished run) and evaluate it."""
     preset, epochs = parse_spec(spec, args.epochs)
-    config = load_config(preset, [], {"training.epochs": epochs})
+    overrides = [*args.set, *([f"training.seed={seed}"] if seed is not None else [])]
+    config = load_config(preset, overrides, {"training.epochs": epochs})
     label = f"{preset}-{config.training.epochs}ep"
+    if args.set or seed is not None:  # a trial: its own run folder per recipe and seed
+        recipe = hashlib.sha256(" ".join(sorted(args.set)).encode()).hexdigest()[:8]
+        label += f"-{recipe}-seed{config.training.seed}"
     finished = out / f"{label}-001" / "checkpoints" / "last.pt"
     if args.reuse and _trained_as(finished, config):
         checkpoint = finished
@@ -73,6 +85,8 @@ def run_preset(spec: str, args: argparse.Namespace, out: Path) -> dict[str, Any]
         measured=time.strftime("%Y-%m-%d"),
         minutes=round(minutes, 2),
         run=str(checkpoint.parents[1]),
+        overrides=sorted(args.set),
+        train_seed=config.training.seed,
     )
     if config.training.augment != "none":
         report["leak"] = augmentation_leak(trained, args)
@@ -162,10 +176,11 @@ def _row(scores: dict, floor_fid: float, classes: int) -> list[str]:
     ]
 
 
-def _table(reports: list[dict]) -> list[str]:
+def _table(reports: list[dict], trials: bool) -> list[str]:
     floor = reports[0]["floor"]
     classes = len(reports[0]["class_names"])
-    header = ["preset", "epochs", "measured", "minutes", *COLUMNS]
+    recipe = ["recipe (--set)", "training seed"] if trials else []
+    header = ["preset", *recipe, "epochs", "measured", "minutes", *COLUMNS]
     lines = [
         f"### {reports[0]['dataset']} (reference: {reports[0]['reference']}; evaluator sha256 "
         f"{reports[0]['evaluator_sha256'][:12]}, {100 * reports[0]['evaluator_accuracy']:.2f}% "
@@ -174,16 +189,14 @@ def _table(reports: list[dict]) -> list[str]:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for r in sorted(reports, key=lambda r: r["model"]["fid"]):
-        cells = [r["preset"], str(r["epochs"]), r["measured"], f"{r['minutes']:.1f}"]
+    order = _key if trials else (lambda r: r["model"]["fid"])
+    for r in sorted(reports, key=order):
+        shown = [" ".join(r["overrides"]) or "(preset's own)", str(r["train_seed"])]
+        cells = [r["preset"], *(shown if trials else []), str(r["epochs"]), r["measured"]]
+        cells.append(f"{r['minutes']:.1f}")
         lines.append("| " + " | ".join([*cells, *_row(r["model"], floor["fid"], classes)]) + " |")
-    floor_cells = [
-        "real training images (floor)",
-        "-",
-        "-",
-        "-",
-        *_row(floor, floor["fid"], classes),
-    ]
+    blanks = ["-"] * (len(header) - len(COLUMNS) - 1)
+    floor_cells = ["real training images (floor)", *blanks, *_row(floor, floor["fid"], classes)]
     lines.append("| " + " | ".join(floor_cells) + " |")
     leaks = [r for r in reports if "leak" in r]
     if leaks:
@@ -198,26 +211,32 @@ def _table(reports: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def merged(reports: list[dict]) -> list[dict]:
-    """Earlier results (quality.json) with this run's in place of the same preset and
-    epochs, so that presets can be measured in separate runs."""
-    path = RESULTS / "quality.json"
+def _key(report: dict) -> tuple:
+    return (report["preset"], report["epochs"], tuple(report["overrides"]), report["train_seed"])
+
+
+def merged(reports: list[dict], name: str) -> list[dict]:
+    """Earlier results (<name>.json) with this run's in place of the same preset, epochs,
+    recipe and training seed, so that presets can be measured in separate runs."""
+    path = RESULTS / f"{name}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else []
     for r in earlier:  # results written before these keys existed
         r.setdefault("epochs", r["epoch"])
         r.setdefault("measured", EARLIEST)
-    done = {(r["preset"], r["epochs"]) for r in reports}
-    kept = [r for r in earlier if (r["preset"], r["epochs"]) not in done]
+        r.setdefault("overrides", [])
+        r.setdefault("train_seed", load_config(r["preset"]).training.seed)
+    done = {_key(r) for r in reports}
+    kept = [r for r in earlier if _key(r) not in done]
     return kept + reports
 
 
-def write_results(reports: list[dict], args: argparse.Namespace) -> str:
+def write_results(reports: list[dict], args: argparse.Namespace, name: str) -> str:
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for report in reports:
         by_dataset[report["dataset"]].append(report)
     lines = [
-        f"# Sample quality (n={args.n}, evaluation seed {args.seed}, training seed: each "
-        "preset's own)",
+        f"# Sample quality (n={args.n}, evaluation seed {args.seed}, training seed: "
+        + ("as shown)" if name != "quality" else "each preset's own)"),
         "",
         f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, on the dates shown. Minutes are training time, per-epoch "
@@ -228,11 +247,11 @@ def write_results(reports: list[dict], args: argparse.Namespace) -> str:
         "",
     ]
     for group in by_dataset.values():
-        lines += _table(group)
+        lines += _table(group, trials=name != "quality")
     table = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.md").write_text(table)
-    (RESULTS / "quality.json").write_text(json.dumps(reports, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(table)
+    (RESULTS / f"{name}.json").write_text(json.dumps(reports, indent=1) + "\n")
     return table
 
 
@@ -253,9 +272,19 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate finished runs under --runs, don't retrain"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a candidate recipe"
+    )
+    parser.add_argument("--train-seeds", help="training seeds, comma-separated (a trial)")
     args = parser.parse_args()
-    reports = [run_preset(p, args, Path(args.runs)) for p in args.presets.split(",")]
-    print(write_results(merged(reports), args))
+    seeds = [int(s) for s in args.train_seeds.split(",")] if args.train_seeds else [None]
+    name = "quality-trials" if args.set or args.train_seeds else "quality"
+    reports = [
+        run_preset(p, args, Path(args.runs), seed)
+        for p in args.presets.split(",")
+        for seed in seeds
+    ]
+    print(write_results(merged(reports, name), args, name))
 
 
 if __name__ == "__main__":
