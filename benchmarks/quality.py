@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from second_opinion import second_opinion
 from torch import nn
 
 from gancli.engine.augment import Augment
@@ -88,6 +89,7 @@ def run_preset(
         overrides=sorted(args.set),
         train_seed=config.training.seed,
     )
+    report["second"] = second_opinion(trained, args.n, args.seed, args.data_dir, out)
     if config.training.augment != "none":
         report["leak"] = augmentation_leak(trained, args)
     print(f"{spec}: {minutes:.1f} min, FID {report['model']['fid']:.3f}", flush=True)
@@ -198,6 +200,7 @@ def _table(reports: list[dict], trials: bool) -> list[str]:
     blanks = ["-"] * (len(header) - len(COLUMNS) - 1)
     floor_cells = ["real training images (floor)", *blanks, *_row(floor, floor["fid"], classes)]
     lines.append("| " + " | ".join(floor_cells) + " |")
+    lines += _second_table(reports, order, trials)
     leaks = [r for r in reports if "leak" in r]
     if leaks:
         lines += ["", "Augmentation leak check (share called augmented by a detector):", ""]
@@ -213,6 +216,39 @@ def _table(reports: list[dict], trials: bool) -> list[str]:
 
 def _key(report: dict) -> tuple:
     return (report["preset"], report["epochs"], tuple(report["overrides"]), report["train_seed"])
+
+
+def _second_table(reports: list[dict], order: Any, trials: bool) -> list[str]:
+    """The same samples scored in the second feature space (second_opinion.py)."""
+    scored = [r for r in reports if "second" in r]
+    if not scored:
+        return []
+    first = scored[0]["second"]
+    classes = len(reports[0]["class_names"])
+    header = ["preset", *(["recipe (--set)", "training seed"] if trials else []), "epochs"]
+    lines = [
+        "",
+        f"Second opinion (benchmarks/second_opinion.py: another architecture and seed, "
+        f"sha256 {first['sha256'][:12]}, {100 * first['accuracy']:.2f}% on held-out images; "
+        f"{len(reports) - len(scored)} row(s) above measured before it existed):",
+        "",
+        "| " + " | ".join([*header, *COLUMNS]) + " |",
+        "|" + "---|" * (len(header) + len(COLUMNS)),
+    ]
+    floor = first["floor"]
+    for r in sorted(scored, key=order):
+        recipe = [" ".join(r["overrides"]) or "(preset's own)", str(r["train_seed"])]
+        cells = [r["preset"], *(recipe if trials else []), str(r["epochs"])]
+        lines.append(
+            "| " + " | ".join([*cells, *_row(r["second"]["model"], floor["fid"], classes)]) + " |"
+        )
+    blanks = ["-"] * (len(header) - 1)
+    lines.append(
+        "| "
+        + " | ".join(["real training images (floor)", *blanks, *_row(floor, floor["fid"], classes)])
+        + " |"
+    )
+    return lines
 
 
 def merged(reports: list[dict], name: str) -> list[dict]:
