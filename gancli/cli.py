@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from typer.core import TyperGroup
 
 import gancli
@@ -36,21 +38,11 @@ class OneLineErrors(TyperGroup):
     the whole command line, by their interface (exit_code and format_message): Typer
     raises Click's exceptions, from click or from its own copy of it."""
 
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        own = {"args": args, "prog_name": prog_name, "complete_var": complete_var, **extra}
-        own["windows_expand_args"] = windows_expand_args
+    def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(standalone_mode=False, **own)
+            return super().main(*args, standalone_mode=False, **extra)
         try:
-            code = super().main(standalone_mode=False, **own)
+            code = super().main(*args, standalone_mode=False, **extra)
         except typer.Abort:
             _say("aborted")
             code = 1
@@ -139,25 +131,24 @@ def scale_option(what: str) -> Any:
     )  # fmt: skip
 
 
-#: A run folder or checkpoint argument, completed from the runs root.
-RunArg = Annotated[
-    str | None,
-    typer.Argument(
-        metavar="RUN", help="Run directory or checkpoint (default: the latest run).",
-        autocompletion=completion.runs, show_default=False,
-    ),
-]  # fmt: skip
+def out_option(help: str, metavar: str = "FILE") -> Any:
+    """--out: where the command writes, as `help` says."""
+    return typer.Option(metavar=metavar, rich_help_panel=OUTPUT, help=help)
 
-#: A run folder argument (no checkpoint file), completed from the runs root.
-RunDirArg = Annotated[
-    str | None,
-    typer.Argument(
-        metavar="RUN",
-        help="Run directory (default: the latest run).",
-        autocompletion=completion.runs,
+
+def run_argument(what: str, metavar: str = "RUN", complete: Any = completion.runs) -> Any:
+    """The optional argument naming `what` to work on (the latest run when left out),
+    completed by `complete` (run folders under the runs root)."""
+    return typer.Argument(
+        metavar=metavar,
+        help=f"{what} (default: the latest run).",
+        autocompletion=complete,
         show_default=False,
-    ),
-]
+    )
+
+
+RunArg = Annotated[str | None, run_argument("Run directory or checkpoint")]
+RunDirArg = Annotated[str | None, run_argument("Run directory")]
 
 
 class Precision(str, enum.Enum):
@@ -397,7 +388,7 @@ def train(
         "training.tensorboard": tensorboard,
     }
     options = RuntimeOptions(
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=_text(data_dir),
         device=device,
         threads=threads,
         deterministic=deterministic,
@@ -409,9 +400,9 @@ def train(
         preset=preset,
         overrides=tuple(overrides or ()),
         settings=settings,
-        out=str(out) if out else None,
+        out=_text(out),
         name=name,
-        resume=str(resume) if resume else None,
+        resume=_text(resume),
         options=options,
     )
     with cli_errors():
@@ -427,37 +418,43 @@ def train(
         # Imported only now: a dry run or a bad flag should not wait for PyTorch to load.
         from gancli.engine.launch import launch
 
-        console = ui.make_console(json_out)
-        reporter = reporting.make_reporter(console, quiet)
+        reporter = reporting.make_reporter(ui.make_console(json_out), quiet)
         try:
             result = launch(request, reporter)
         finally:
             reporter.close()
         if result is None:
             return  # a torchrun rank other than 0: rank 0 reports for all
-        if json_out:
-            ui.print_json(dataclasses.asdict(result))
-        elif not quiet:
-            console.print(views.done_line(result), soft_wrap=True)
+        _emit(dataclasses.asdict(result), json_out, quiet, views.done_line(result))
 
 
 def _text(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-@contextmanager
-def _stages(json_out: bool, quiet: bool) -> Iterator[reporting.StageProgress]:
+def _stages(json_out: bool, quiet: bool) -> reporting.StageProgress:
     """What a long command is doing, as plain lines on stderr (see reporting.StageProgress)."""
-    with reporting.StageProgress(ui.make_console(json_out), quiet, ui.make_console(True)) as stages:
-        yield stages
+    return reporting.StageProgress(ui.make_console(json_out), quiet, ui.make_console(True))
 
 
-def _emit(payload: dict[str, Any], json_out: bool, quiet: bool, line: str) -> None:
-    """--json: the payload on stdout; otherwise one human line unless --quiet."""
+def _logger(json_out: bool, quiet: bool) -> Callable[[str], None]:
+    """The engine's `log`: lines on the console (stderr with --json), none with --quiet."""
+    return partial(ui.make_console(json_out, quiet).print, soft_wrap=True)
+
+
+def _emit(
+    payload: dict[str, Any], json_out: bool, quiet: bool, shown: str | Callable[[Console], None]
+) -> None:
+    """--json: the payload on stdout; otherwise, unless --quiet, `shown` on stdout: one human
+    line, or a view that prints on the console it is given."""
     if json_out:
         ui.print_json(payload)
     elif not quiet:
-        ui.make_console(False).print(line, soft_wrap=True)
+        console = ui.make_console(False)
+        if callable(shown):
+            shown(console)
+        else:
+            console.print(shown, soft_wrap=True)
 
 
 @app.command(
@@ -492,11 +489,10 @@ def sample(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            metavar="FILE|DIR/",
-            rich_help_panel=OUTPUT,
-            help="A .png grid, a .npz (images, labels) or a directory of PNGs "
+        out_option(
+            "A .png grid, a .npz (images, labels) or a directory of PNGs "
             "(default: RUN/generated/sample-NNN.png).",
+            "FILE|DIR/",
         ),
     ] = None,
     nrow: Annotated[
@@ -550,11 +546,9 @@ def export(
     ema: EmaOpt = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            metavar="FILE",
-            rich_help_panel=OUTPUT,
-            help="File to write, with a sidecar FILE.json beside it "
-            "(default: RUN/export/generator.pt|.safetensors|.torchscript|.onnx).",
+        out_option(
+            "File to write, with a sidecar FILE.json beside it "
+            "(default: RUN/export/generator.pt|.safetensors|.torchscript|.onnx)."
         ),
     ] = None,
     force: Annotated[bool, force_option(" and its sidecar")] = False,
@@ -589,11 +583,7 @@ def animate(
     path: RunDirArg = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            metavar="FILE",
-            rich_help_panel=OUTPUT,
-            help=".gif or .mp4 (default: RUN/progress.gif, RUN/interpolation.gif).",
-        ),
+        out_option(".gif or .mp4 (default: RUN/progress.gif, RUN/interpolation.gif)."),
     ] = None,
     fps: Annotated[
         float | None,
@@ -641,11 +631,10 @@ def animate(
 def inspect(
     path: Annotated[
         str | None,
-        typer.Argument(
-            metavar="RUN|CHECKPOINT|PRESET",
-            show_default=False,
-            help="Run directory, checkpoint or preset (default: the latest run).",
-            autocompletion=completion.runs_and_presets,
+        run_argument(
+            "Run directory, checkpoint or preset",
+            "RUN|CHECKPOINT|PRESET",
+            completion.runs_and_presets,
         ),
     ] = None,
     runs: RunsOpt = None,
@@ -657,10 +646,7 @@ def inspect(
 
     with cli_errors():
         report = inspect_target(path, _text(runs))
-        if json_out:
-            ui.print_json(report.to_dict())
-        elif not quiet:
-            views.render_report(report, ui.make_console(False))
+        _emit(report.to_dict(), json_out, quiet, partial(views.render_report, report))
 
 
 @app.command(
@@ -674,11 +660,7 @@ def report(
     path: RunDirArg = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            metavar="FILE",
-            rich_help_panel=OUTPUT,
-            help="The .html file to write (default: RUN/report.html).",
-        ),
+        out_option("The .html file to write (default: RUN/report.html)."),
     ] = None,
     runs: RunsOpt = None,
     force: Annotated[bool, force_option(" (RUN/report.html always is)")] = False,
@@ -706,10 +688,8 @@ def presets(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
 
     with cli_errors():
         found = list_presets()
-        if json_out:
-            ui.print_json({"directory": str(presets_dir()), "presets": found})
-        elif not quiet:
-            views.render_presets(found, ui.make_console(False))
+        payload = {"directory": str(presets_dir()), "presets": found}
+        _emit(payload, json_out, quiet, partial(views.render_presets, found))
 
 
 @app.command(
@@ -750,14 +730,10 @@ def evaluate(
 
     request = EvalRequest(num, seed, batch_size, extractor, floor)
     job = EvaluateJob(path, _text(runs), request, ema, _text(data_dir), device)
-    console = ui.make_console(json_out)
     with cli_errors():
         with _stages(json_out, quiet) as progress:
-            report = score(job, _logger(console, quiet), progress)
-        if json_out:
-            ui.print_json(report.to_dict())
-        elif not quiet:
-            views.render_evaluation(report, console)
+            report = score(job, _logger(json_out, quiet), progress)
+        _emit(report.to_dict(), json_out, quiet, partial(views.render_evaluation, report))
 
 
 @app.command(
@@ -776,10 +752,7 @@ def train_evaluator(
             help="A dataset name (mnist, fashion-mnist, ...) or a folder of images.",
         ),
     ],
-    out: Annotated[
-        Path,
-        typer.Option(metavar="FILE", rich_help_panel=OUTPUT, help="The file to write (a new one)."),
-    ],
+    out: Annotated[Path, out_option("The file to write (a new one).")],
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Epochs (default: the dataset's recipe).")
     ] = None,
@@ -794,19 +767,9 @@ def train_evaluator(
 
     job = EvaluatorJob(dataset, str(out), epochs, seed, _text(data_dir), device)
     with cli_errors():
-        result = train_evaluator_file(job, _logger(ui.make_console(json_out), quiet))
+        result = train_evaluator_file(job, _logger(json_out, quiet))
         line = (
             f"wrote {result['out']}: {100 * result['heldout_accuracy']:.2f}% on held-out images, "
             f"sha256 {result['sha256']}"
         )
         _emit(result, json_out, quiet, line)
-
-
-def _logger(console: Any, quiet: bool) -> Any:
-    """The engine's `log`: lines on the console, none with --quiet."""
-
-    def log(text: str) -> None:
-        if not quiet:
-            console.print(text, soft_wrap=True)
-
-    return log

@@ -225,25 +225,19 @@ class RichReporter(PlainReporter):
 
 
 class QuietReporter(PlainReporter):
-    def __init__(self) -> None:
+    """--quiet: no line printed, and no previews of the losses asked of the training loop."""
+
+    def __init__(self, console: Console):
+        super().__init__(console)
         self.preview_seconds = None
 
-    def start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def advance(self, step: int, epoch: int, stats: dict[str, float] | None) -> None:
-        pass
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        pass
-
-    def note(self, text: str) -> None:
+    def _print(self, text: str) -> None:
         pass
 
 
 def make_reporter(console: Console, quiet: bool) -> PlainReporter:
     if quiet:
-        return QuietReporter()
+        return QuietReporter(console)
     return RichReporter(console) if console.is_terminal else PlainReporter(console)
 
 

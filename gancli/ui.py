@@ -86,12 +86,10 @@ def silence(name: str) -> None:
     """Point a standard stream that cannot be written at /dev/null, so that Python's own
     flush at exit does not fail with a traceback about it."""
     stream = getattr(sys, name, None)
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, stream.fileno() if stream is not None else _FDS[name])
         os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 _FDS = {"stdin": 0, "stdout": 1, "stderr": 2}
@@ -152,10 +150,10 @@ class SafeConsole(Console):
         return super().render_str("\n".join(map(printable, text.split("\n"))), **kwargs)
 
 
-def make_console(json_mode: bool) -> Console:
-    """Human output goes to stdout, or to stderr when stdout carries --json."""
+def make_console(json_mode: bool, quiet: bool = False) -> Console:
+    """Human output goes to stdout, or to stderr when stdout carries --json; none if quiet."""
     stream = cast(IO[str], LenientStream("stderr" if json_mode else "stdout"))  # a TextIOBase
-    return SafeConsole(file=stream, highlight=False, markup=False, emoji=False)
+    return SafeConsole(file=stream, highlight=False, markup=False, emoji=False, quiet=quiet)
 
 
 def print_json(payload: dict[str, Any]) -> None:

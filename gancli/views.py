@@ -181,16 +181,11 @@ def render_report(report: InspectReport, console: Console) -> None:
 # --------------------------------------------------------------------------- evaluate
 
 
-def _evaluation_rows(report: EvalReport) -> list[tuple[str, str, str]]:
-    """(metric, model, real floor) rows of an evaluation report."""
-    floor = dataclasses.asdict(report.floor) if report.floor is not None else None
-    return evaluation_rows(dataclasses.asdict(report.model), floor, len(report.class_names))
-
-
 def render_evaluation(report: EvalReport, console: Console) -> None:
     """The model's figures beside the real-data floor, then what they were measured with."""
-    rows = _evaluation_rows(report)
     model = report.model
+    floor = dataclasses.asdict(report.floor) if report.floor is not None else None
+    rows = evaluation_rows(dataclasses.asdict(model), floor, len(report.class_names))
     notes = [
         f"{report.checkpoint} (epoch {report.epoch}{', EMA' if report.ema else ''}), "
         f"n={report.n}, seed {report.seed}",
@@ -210,22 +205,19 @@ def render_evaluation(report: EvalReport, console: Console) -> None:
         notes.append(f"worst class: {worst[0]} at {100 * worst[1]:.1f}%")
     if report.saved_to:
         notes.append(f"appended to {report.saved_to}")
-    if not console.is_terminal:
-        width = max(len(metric) for metric, _, _ in rows)
-        console.print(f"{'metric':<{width}} {'model':>16} {'real floor':>16}", soft_wrap=True)
-        for metric, ours, floor in rows:
-            console.print(f"{metric:<{width}} {ours:>16} {floor:>16}", soft_wrap=True)
-        for note in notes:
-            console.print(note, soft_wrap=True)
-        return
-    from rich.table import Table
+    if console.is_terminal:
+        from rich.table import Table
 
-    table = Table(title="gancli evaluate")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    table.add_column("real floor", justify="right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+        table = Table(title="gancli evaluate")
+        table.add_column("metric")
+        table.add_column("model", justify="right")
+        table.add_column("real floor", justify="right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        width = max(len(metric) for metric, _, _ in rows)
+        for metric, ours, real in (("metric", "model", "real floor"), *rows):
+            console.print(f"{metric:<{width}} {ours:>16} {real:>16}", soft_wrap=True)
     for note in notes:
         console.print(note, soft_wrap=True)

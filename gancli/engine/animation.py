@@ -98,23 +98,17 @@ def check_animation(out: Path, loop: int = 0, hold_last: float = 0.0, replace: b
     if hold_last > GIF_FRAME_MAX - 1:
         raise ConfigError(f"--hold-last {hold_last:g}: at most {GIF_FRAME_MAX - 1:g} seconds")
     if out.suffix.lower() == ".mp4":
-        check_video_support()
+        missing = [
+            package
+            for module, package in VIDEO_MODULES.items()
+            if importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            raise ConfigError(
+                f"MP4 needs imageio and imageio-ffmpeg ({', '.join(missing)} not installed): "
+                "pip install 'gancli[video]'; a .gif needs nothing more"
+            )
     check_writable(out.parent, "--out")
-
-
-def check_video_support() -> None:
-    """ConfigError naming what to install when MP4 cannot be written: imageio and its
-    ffmpeg plugin are an extra, since a GIF (Pillow) is what most runs need."""
-    missing = [
-        package
-        for module, package in VIDEO_MODULES.items()
-        if importlib.util.find_spec(module) is None
-    ]
-    if missing:
-        raise ConfigError(
-            f"MP4 needs imageio and imageio-ffmpeg ({', '.join(missing)} not installed): "
-            "pip install 'gancli[video]'; a .gif needs nothing more"
-        )
 
 
 def scale_frames(frames: list[Image.Image], scale: int, out: Path) -> list[Image.Image]:
@@ -149,11 +143,10 @@ def write_animation(
     scale: int = 1,
 ) -> None:
     """GIF (Pillow) or MP4 (imageio's ffmpeg plugin), the last frame shown `hold_last` s longer,
-    every frame enlarged `scale` times. With `replace=False` an existing `out` is never
-    replaced (ConfigError)."""
+    every frame enlarged `scale` times, to an `out` that check_animation accepted. With
+    `replace=False` an existing `out` is never replaced (ConfigError)."""
     if not frames:
         raise ConfigError("nothing to animate: no frames")
-    check_animation(out, loop, hold_last, replace)
     frames = scale_frames(frames, scale, out)
     with atomic_write(out, replace=replace) as tmp:
         if out.suffix.lower() == ".gif":
@@ -167,7 +160,6 @@ def write_animation(
 
 
 def _write_mp4(frames: list[Image.Image], out: Path, fps: float, hold_last: float) -> None:
-    check_video_support()
     import imageio.v2 as imageio
     import numpy as np
 
@@ -257,10 +249,14 @@ def latent_walk(
     points = next(noise_chunks((keyframes + 1) * columns, z_dim, seed)).view(
         keyframes + 1, columns, z_dim
     )
-    # a self-conditioned model: each walker keeps one cluster, drawn in its share
-    walker_labels = torch.zeros(columns, dtype=torch.long)
-    if trained.cluster_prior is not None:
-        walker_labels = draw(trained.cluster_prior, columns, torch.Generator().manual_seed(seed))
+    # a frame's labels: one row per class, or for a self-conditioned model one cluster per
+    # walker, drawn in its share
+    if trained.conditional:
+        labels = torch.arange(num_classes).repeat_interleave(columns)
+    elif trained.cluster_prior is not None:
+        labels = draw(trained.cluster_prior, columns, torch.Generator().manual_seed(seed))
+    else:
+        labels = torch.zeros(columns, dtype=torch.long)
     frames = []
     if across_classes:
         z = points[0]
@@ -274,17 +270,12 @@ def latent_walk(
                     caption(grid_image(images, walkers), f"class {trained.class_names[c]}")
                 )
         return frames
+    nrow = columns if trained.conditional else math.isqrt(columns)
+    rows = list(trained.class_names) if trained.conditional else None
+    copies = len(labels) // columns  # every row of a conditional grid walks the same z
     for k in range(keyframes):
         start, end = points[k], points[(k + 1) % keyframes]
         for s in range(steps):
-            z = slerp(start, end, s / steps)
-            if trained.conditional:
-                labels = torch.arange(num_classes).repeat_interleave(columns)
-                z = z.repeat(num_classes, 1)
-                nrow = columns
-            else:
-                labels = walker_labels
-                nrow = math.isqrt(columns)
-            rows = list(trained.class_names) if trained.conditional else None
+            z = slerp(start, end, s / steps).repeat(copies, 1)
             frames.append(grid_image(generate(trained.model, z, labels), nrow, row_labels=rows))
     return frames

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import gancli
-from gancli.engine.errors import CheckpointError
+from gancli.engine.errors import CheckpointError, first_line
 from gancli.engine.files import atomic_write
 from gancli.engine.limits import available_memory, human_bytes
 
@@ -51,7 +51,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], previous: Path | None = N
             # 576 vs 534"; the OSError behind it says what happened.
             if sink.error is not None:
                 raise sink.error from None
-            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "failed"
+            first = first_line(exc)[:120]
             raise OSError(errno.EIO, f"the checkpoint writer failed ({first})") from None
 
 
@@ -234,5 +234,4 @@ def _reason(exc: Exception) -> str:
         return f"it holds a Python object ({found.group(1)}), refused by weights-only loading"
     if "weights only load failed" in text.lower():
         return "it holds Python objects, refused by weights-only loading"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:160] if lines else type(exc).__name__
+    return first_line(exc)[:160]

@@ -166,13 +166,8 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "objective": ObjectiveConfig,
-    "optim": OptimConfig,
-    "training": TrainingConfig,
-}
+#: Section name -> its dataclass, in Config's order.
+SECTIONS: dict[str, type] = {k: v for k, v in get_type_hints(Config).items() if k != "description"}
 
 
 # --------------------------------------------------------------------------- presets
@@ -333,10 +328,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     section, name = parts
     if section not in SECTIONS:
         raise ConfigError(_unknown(section, ["description", *SECTIONS]))
-    names = [f.name for f in dataclasses.fields(SECTIONS[section])]
-    if name not in names:
-        raise ConfigError(_unknown(key, [f"{section}.{n}" for n in names]))
-    tree.setdefault(section, {})[name] = value
+    tree.setdefault(section, {})[name] = value  # the name is checked by config_from_dict
 
 
 def config_from_dict(tree: Mapping[str, Any]) -> Config:
@@ -397,19 +389,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{key}: {_num(value)} is out of range")
         return value
     if tp is float:
-        number: float
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
+        # YAML 1.1 reads 1e-4 (no dot) as text; accept it as the number it means.
+        try:
             number = float(value)
-        elif isinstance(value, str):
-            # YAML 1.1 reads 1e-4 (no dot) as text; accept it as the number it means.
-            try:
-                number = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        else:
-            raise ConfigError(f"{key}: expected a number, got {_kind(value)}")
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if not math.isfinite(number):
             raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return number

@@ -47,7 +47,6 @@ class IdxDataset:
     folder: str
     class_names: tuple[str, ...]
     files: dict[str, tuple[str, str]]  # split -> (images file, labels file), without .gz
-    image_shape: tuple[int, int, int] = (1, 28, 28)
     downloadable: bool = True  # torchvision has a downloader of this name
 
     def download(self, root: Path) -> None:
@@ -217,13 +216,6 @@ def _read_into(fh: io.BufferedIOBase, buffer: memoryview) -> int:
     return got
 
 
-def _find_file(raw_dir: Path, stem: str) -> Path | None:
-    for candidate in (raw_dir / stem, raw_dir / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def cache_home() -> Path:
     """gancli's folder in the user cache ($XDG_CACHE_HOME or ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -234,18 +226,13 @@ def user_cache_dir() -> Path:
     return cache_home() / "data"
 
 
-def candidate_roots() -> list[tuple[str, Path]]:
-    """The data roots to search without --data-dir, in order, each with how it was chosen."""
-    roots: list[tuple[str, Path]] = []
-    if os.environ.get(ENV_DATA_DIR):
-        roots.append((f"${ENV_DATA_DIR}", Path(os.environ[ENV_DATA_DIR]).expanduser()))
-    roots.append(("user cache", user_cache_dir()))
-    return roots
-
-
 def raw_dirs(spec: IdxDataset) -> list[tuple[str, Path]]:
-    """Folders that may hold the dataset's IDX files: each root's <Folder>/raw, then Debian's."""
-    dirs = [(how, root / spec.folder / "raw") for how, root in candidate_roots()]
+    """Folders that may hold the dataset's IDX files without --data-dir, in order, each with
+    how it was chosen: <Folder>/raw under $GANCLI_DATA_DIR and the user cache, then Debian's."""
+    roots = [("user cache", user_cache_dir())]
+    if os.environ.get(ENV_DATA_DIR):
+        roots.insert(0, (f"${ENV_DATA_DIR}", Path(os.environ[ENV_DATA_DIR]).expanduser()))
+    dirs = [(how, root / spec.folder / "raw") for how, root in roots]
     debian = Path(os.environ.get(ENV_DEBIAN_DATASETS) or "/usr/share/datasets")
     dirs.append(("Debian package", debian / spec.name))
     return dirs
@@ -277,8 +264,11 @@ def given_raw_dir(spec: IdxDataset, data_dir: str | Path) -> Path:
 
 
 def _locate(spec: IdxDataset, split: str, raw_dir: Path) -> tuple[Path, Path] | None:
-    images_stem, labels_stem = spec.files[split]
-    images, labels = _find_file(raw_dir, images_stem), _find_file(raw_dir, labels_stem)
+    """The split's images and labels files in `raw_dir`, each raw or gzipped, if both are there."""
+    images, labels = (
+        next((p for p in (raw_dir / stem, raw_dir / f"{stem}.gz") if p.is_file()), None)
+        for stem in spec.files[split]
+    )
     return (images, labels) if images and labels else None
 
 
@@ -385,15 +375,6 @@ def load_digits(split: str, limit: int | None) -> ImageSet:
     return ImageSet("digits", split, source, images, labels, tuple("0123456789"))
 
 
-def load_folder(path: str, size: int, channels: int) -> ImageSet:
-    from gancli.engine.imagefolder import read_image_folder
-
-    root = Path(path).expanduser()
-    images, labels, classes, notes, skipped = read_image_folder(root, size, channels)
-    name = f"{FOLDER_PREFIX}{root}"
-    return ImageSet(name, "all", str(root), images, labels, classes, notes, skipped)
-
-
 def conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """uint8 images -> the configured side and channel count (antialiased resize, grey <-> RGB)."""
     n, c, h, w = images.shape
@@ -441,12 +422,14 @@ def load_dataset(
     """
     name = config.dataset
     if name.startswith(FOLDER_PREFIX):
-        data = load_folder(name[len(FOLDER_PREFIX) :], config.image_size, config.channels)
+        from gancli.engine.imagefolder import read_image_folder
+
+        root = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+        data = read_image_folder(root, config.image_size, config.channels)
     elif name == "digits":
         data = load_digits(split, config.limit)
     elif name in DATASETS:
-        other_split = split == "train"
-        data = load_idx_dataset(name, split, data_dir, other_split, config.limit)
+        data = load_idx_dataset(name, split, data_dir, split == "train", config.limit)
     else:
         known = ", ".join([*DATASETS, *BUILT_IN, "folder:PATH"])
         raise DataError(f"data.dataset: unknown dataset '{name}'; known: {known}")

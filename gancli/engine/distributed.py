@@ -31,6 +31,7 @@ from gancli.engine.errors import (
     ConfigError,
     GancliError,
     TrainingError,
+    first_line,
 )
 
 T = TypeVar("T")
@@ -132,21 +133,19 @@ def init(ranks: Ranks, device: torch.device) -> None:
         return
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run a single process")
-    if dist.is_initialized():  # joined already (a second run in the same processes)
-        _current, _device = ranks, device
-        return
-    try:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device)
-        else:
-            dist.init_process_group("gloo")
-    except ValueError as exc:  # the rendezvous variables are missing or malformed
-        raise ConfigError(f"cannot join the other processes: {_first_line(exc)}") from None
-    except RuntimeError as exc:
-        raise TrainingError(
-            f"rank {ranks.rank}: cannot join the other processes: {_first_line(exc)}"
-        ) from None
+    if not dist.is_initialized():  # else joined already (a second run in the same processes)
+        try:
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
+        except ValueError as exc:  # the rendezvous variables are missing or malformed
+            raise ConfigError(f"cannot join the other processes: {first_line(exc)}") from None
+        except RuntimeError as exc:
+            raise TrainingError(
+                f"rank {ranks.rank}: cannot join the other processes: {first_line(exc)}"
+            ) from None
     _current, _device = ranks, device
 
 
@@ -210,13 +209,6 @@ def _from_rank(exc: GancliError, ranks: Ranks) -> GancliError:
     return exc
 
 
-def relayed(message: str, exit_code: int) -> GancliError:
-    """An error rank 0 met and printed, raised on the other ranks to stop them alike."""
-    error = GancliError(message)
-    error.exit_code, error.quiet = exit_code, True
-    return error
-
-
 # --------------------------------------------------------------------------- collectives
 
 
@@ -241,8 +233,10 @@ def on_main(fn: Callable[[], T]) -> T:
     if failure is not None:
         raise failure
     outcome = _unpack(box[0])
-    if outcome[0] == "error":
-        raise relayed(outcome[1], outcome[2])
+    if outcome[0] == "error":  # rank 0 met and printed it: stop the other ranks alike
+        error = GancliError(outcome[1])
+        error.exit_code, error.quiet = outcome[2], True
+        raise error
     return outcome[1]
 
 
@@ -301,8 +295,7 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     if not _current.distributed:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    # Buffers are synchronised from rank 0 before each forward by default (the
-    # `broadcast_buffers` flag saying so is deprecated in recent PyTorch: left unset).
+    # Buffers are broadcast by default (the `broadcast_buffers` flag is deprecated: left unset).
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
@@ -338,13 +331,8 @@ def weights_checksum(module: nn.Module) -> str:
 
 def _peer_reason(exc: BaseException) -> str:
     """'[.../pair.cc:561] Connection closed by peer [::1]:6575. This is...' -> the middle."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", _first_line(exc))
+    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc))
     return text.split(". ")[0][:160]
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def gather_checked(

@@ -66,6 +66,12 @@ class OutOfMemory(GancliError):
     exit_code = EXIT_TRAINING_FAILED
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of `exc`'s message, stripped; its type's name if it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def out_of_memory(exc: BaseException) -> OutOfMemory | None:
     """The one-line error for an allocator failure (MemoryError, PyTorch's "can't allocate
     memory", CUDA out of memory), or None for any other exception."""

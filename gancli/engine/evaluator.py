@@ -28,6 +28,7 @@ from torch import nn
 from gancli.engine.checkpoint import versions
 from gancli.engine.config import DataConfig
 from gancli.engine.data import (
+    BUILT_IN,
     DATASETS,
     ENV_NO_DOWNLOAD,
     FOLDER_PREFIX,
@@ -38,7 +39,7 @@ from gancli.engine.data import (
     load_dataset,
     to_unit_range,
 )
-from gancli.engine.errors import CheckpointError, ConfigError, DataError
+from gancli.engine.errors import CheckpointError, ConfigError, DataError, first_line
 from gancli.engine.files import atomic_write, check_target
 from gancli.engine.runtime import use_device
 
@@ -166,10 +167,7 @@ class Evaluator:
 
 def native_config(config: DataConfig) -> DataConfig:
     """The data config an evaluator sees: a named dataset at its own size, a folder as trained."""
-    if config.dataset in DATASETS:
-        channels, side, _ = DATASETS[config.dataset].image_shape
-        return dataclasses.replace(config, limit=None, image_size=side, channels=channels)
-    if config.dataset == "digits":
+    if config.dataset in DATASETS or config.dataset in BUILT_IN:  # all 28x28 grey
         return dataclasses.replace(config, limit=None, image_size=28, channels=1)
     return dataclasses.replace(config, limit=None)
 
@@ -193,17 +191,14 @@ def evaluation_splits(config: DataConfig, data_dir: str | Path | None) -> tuple[
 def split_holdout(data: ImageSet) -> tuple[ImageSet, ImageSet]:
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
     cut = max(1, int(len(data) * HOLDOUT_FRACTION))
-    rest, held = order[cut:], order[:cut]
-    return (
-        dataclasses.replace(
-            data, split=f"{data.split}, 80% part", images=data.images[rest],
-            labels=data.labels[rest], notes=[],
-        ),
-        dataclasses.replace(
-            data, split=f"{data.split}, held-out 20%", images=data.images[held],
-            labels=data.labels[held], notes=[],
-        ),
-    )  # fmt: skip
+
+    def part(name: str, idx: torch.Tensor) -> ImageSet:
+        split = f"{data.split}, {name}"
+        return dataclasses.replace(
+            data, split=split, images=data.images[idx], labels=data.labels[idx], notes=[]
+        )
+
+    return part("80% part", order[cut:]), part("held-out 20%", order[:cut])
 
 
 # --------------------------------------------------------------------------- training
@@ -286,12 +281,13 @@ def train_evaluator(
             schedule.step()
         log(f"epoch {epoch + 1}/{epochs} done ({time.perf_counter() - clock:.0f} s)")
     payload = _payload(net, train, heldout, epochs, seed)
-    blob = _serialise(payload)
-    evaluator = _from_payload(torch.load(io.BytesIO(blob), weights_only=True), "", "")
+    evaluator = _from_payload(payload, "", "")
     evaluator.net.to(device)
     accuracy = held_out_accuracy(evaluator, heldout)
     payload["heldout_accuracy"] = round(accuracy, 5)
-    blob = _serialise(payload)
+    buffer = io.BytesIO()  # via a buffer: the bytes must not depend on the file's name
+    torch.save(payload, buffer)
+    blob = buffer.getvalue()
     with atomic_write(out, replace=False) as tmp:  # never over a file made meanwhile
         tmp.write_bytes(blob)
     evaluator.accuracy = accuracy
@@ -345,12 +341,6 @@ def _payload(
     }
 
 
-def _serialise(payload: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()  # via a buffer: the bytes must not depend on the file's name
-    torch.save(payload, buffer)
-    return buffer.getvalue()
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -372,8 +362,8 @@ def _from_payload(payload: Any, sha256: str, source: str) -> Evaluator:
             raise ValueError(f"held-out accuracy {accuracy} is not a fraction")
         dataset = str(payload["dataset"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{source or 'evaluator'}: unusable evaluator ({first})") from None
+        reason = first_line(exc)[:160]
+        raise CheckpointError(f"{source or 'evaluator'}: unusable evaluator ({reason})") from None
     shape = (channels, height, width)
     return Evaluator(net.eval(), dataset, shape, class_names, sha256, accuracy, source)
 
@@ -421,9 +411,7 @@ def load_evaluator(
             )
         evaluator = read_evaluator(path, SHIPPED_SHA256[name])
     elif name.startswith(FOLDER_PREFIX):
-        data = load_dataset(native_config(config), data_dir)
-        path = folder_cache_path(data)
-        evaluator = _cached_or_trained(config, data_dir, path, device, log, data.class_names)
+        evaluator = _cached_or_trained(config, data_dir, device, log)
     else:
         raise DataError(f"data.dataset: no evaluator for dataset '{name}'")
     evaluator.net.to(device)
@@ -431,18 +419,15 @@ def load_evaluator(
 
 
 def _cached_or_trained(
-    config: DataConfig,
-    data_dir: str | Path | None,
-    path: Path,
-    device: torch.device,
-    log: Log | None,
-    class_names: tuple[str, ...],
+    config: DataConfig, data_dir: str | Path | None, device: torch.device, log: Log | None
 ) -> Evaluator:
     log = log or (lambda text: None)
+    data = load_dataset(native_config(config), data_dir)
+    path = folder_cache_path(data)
     if path.is_file():
         try:
             cached = read_evaluator(path)
-            if cached.class_names != class_names:
+            if cached.class_names != data.class_names:
                 raise CheckpointError(f"{path}: its classes are not the folder's")
             return cached
         except CheckpointError as exc:

@@ -25,7 +25,7 @@ from torch import nn
 
 import gancli
 from gancli.engine.config import config_to_dict
-from gancli.engine.errors import CheckpointError, ConfigError, ExportError
+from gancli.engine.errors import CheckpointError, ConfigError, ExportError, first_line
 from gancli.engine.files import atomic_write, check_target, check_writable, file_sha256
 from gancli.engine.generator import (
     CLUSTER_STREAM,
@@ -177,15 +177,14 @@ def export_generator(
     out: Path,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Write the generator to `out` in `format_name` and its sidecar beside it.
+    """Write the generator to `out` in `format_name` and its sidecar beside it, both as
+    export() checked them (check_format, check_out).
 
     Both are created exclusively unless `force` (of two exports to one name, one fails),
     each through a temporary file; the model is checked before it is published, and the
     sidecar is published last, so a sidecar always describes a complete file.
     """
     name = format_name.lower()
-    check_format(name)
-    check_out(out, name, trained.checkpoint, force)
     sidecar = sidecar_path(out)
     model = trained.model.cpu().eval()
     published = False
@@ -350,9 +349,7 @@ def _exporting(what: str, exporter: Callable[..., Any], *args: Any, **kwargs: An
     try:
         return exporter(*args, **kwargs)
     except Exception as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        first = lines[0][:160] if lines else type(exc).__name__
-        raise ExportError(f"{what} export failed: {first}") from None
+        raise ExportError(f"{what} export failed: {first_line(exc)[:160]}") from None
 
 
 WRITERS: dict[str, Callable[[TrainedGenerator, nn.Module, Path], dict[str, Any]]] = {

@@ -48,7 +48,7 @@ def atomic_write(
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if durable:
-            _fsync_file(tmp)
+            _fsync(tmp)
         if keep_old_as is not None and path.exists():
             os.replace(path, keep_old_as)
         if replace:
@@ -56,7 +56,9 @@ def atomic_write(
         else:
             _publish_new(tmp, path)
         if durable:
-            _fsync_dir(path.parent)
+            # The rename made durable too, where the platform can (it is atomic either way).
+            with contextlib.suppress(OSError):
+                _fsync(path.parent)
     except FileExistsError as exc:
         if exc.filename != str(path) or replace:
             raise StorageError(f"cannot write {path}: {exc.strerror}{hint}") from None
@@ -161,25 +163,10 @@ def _short(path: Path) -> str:
     return text if len(text) <= 80 else f"{text[:40]}...{text[-30:]}"
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable; not possible on every platform, and not needed for
-    atomicity (the rename is atomic either way)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 

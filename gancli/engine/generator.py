@@ -19,7 +19,7 @@ from torch import nn
 from gancli.engine.checkpoint import load_checkpoint
 from gancli.engine.clusters import Clusters, draw
 from gancli.engine.config import Config, config_from_dict
-from gancli.engine.errors import CheckpointError, ConfigError
+from gancli.engine.errors import CheckpointError, ConfigError, first_line
 from gancli.engine.grids import generate
 from gancli.engine.models import build_models
 
@@ -66,7 +66,7 @@ def load_generator(
     try:
         model.load_state_dict(state["ema" if use_ema else "generator"])
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
+        first = first_line(exc)[:160]
         raise CheckpointError(
             f"{path}: generator weights do not fit its config ({first})"
         ) from None
@@ -188,22 +188,19 @@ def sample_batches(
     """(uint8 images (b, C, H, W), labels (b,)) on the CPU, a chunk of noise at a time, so
     memory stays bounded whatever n is. The request is checked at once, not on first use.
     `progress` hears of every chunk generated."""
-    return _batches(trained, check_request(trained, request), progress or _silent)
-
-
-def _silent(stage: str, done: int, total: int | None) -> None:
-    pass
+    return _batches(trained, check_request(trained, request), progress)
 
 
 def _batches(
-    trained: TrainedGenerator, request: SampleRequest, progress: StageReport
+    trained: TrainedGenerator, request: SampleRequest, progress: StageReport | None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     batch_size = min(request.batch_size, NOISE_CHUNK)  # a chunk is the most held at once
     done = 0
     for z, model_labels, labels in sample_inputs(trained, request):
         images = generate(trained.model, z, model_labels, batch_size)
         done += len(z)
-        progress("generating", done, request.n)
+        if progress is not None:
+            progress("generating", done, request.n)
         yield images, labels
 
 

@@ -30,15 +30,14 @@ def fixed_inputs(
     """(noise, labels, nrow) for the per-epoch grids: conditional grids get one row per
     class; a self-conditioned model's grid draws its clusters in their shares."""
     gen = torch.Generator().manual_seed(training.seed + 0x5EED)
+    nrow = math.ceil(math.sqrt(training.grid_size))
     if model.conditional:
         labels = torch.arange(num_classes).repeat_interleave(SAMPLES_PER_CLASS)
         nrow = SAMPLES_PER_CLASS
     elif clusters is not None:
         labels = draw(clusters.prior, training.grid_size, gen)
-        nrow = math.ceil(math.sqrt(training.grid_size))
     else:
         labels = torch.zeros(training.grid_size, dtype=torch.long)
-        nrow = math.ceil(math.sqrt(training.grid_size))
     noise = torch.randn(labels.shape[0], model.z_dim, generator=gen)
     return noise, labels, nrow
 
@@ -71,8 +70,8 @@ def grid_image(
     """
     n, c, h, w = images.shape
     rows = math.ceil(n / nrow)
-    canvas = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
-    canvas = canvas.to(torch.uint8)
+    width, height = grid_size(n, nrow, (c, h, w), padding)
+    canvas = torch.zeros(c, height, width, dtype=torch.uint8)
     for i in range(n):
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
         canvas[:, top : top + h, left : left + w] = images[i]

@@ -1,4 +1,4 @@
-"""Usage: images, labels, classes, notes, skipped = read_image_folder(Path("pets"), 64, 3)
+"""Usage: data = read_image_folder(Path("pets"), 64, 3)
 
 `folder:PATH`: any folder of pictures. Sub-folders become classes (so conditional presets
 work on them); every image is converted to grey or RGB and centre-cropped and resized to
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gancli.engine.data import FOLDER_PREFIX, ImageSet
 from gancli.engine.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -27,11 +28,9 @@ def _class_of(path: Path, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def read_image_folder(
-    root: Path, size: int, channels: int
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], list[str], int]:
-    """(uint8 images (N, C, size, size), int64 labels, class names, notes for the user,
-    the number of files skipped)."""
+def read_image_folder(root: Path, size: int, channels: int) -> ImageSet:
+    """The folder's images (uint8, N x channels x size x size) and labels, split "all", with
+    notes for the user and the number of files skipped."""
     if not root.is_dir():
         raise DataError(f"folder:{root}: not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -83,8 +82,11 @@ def read_image_folder(
         )
     class_names = tuple(classes) if classes else (root.name or "images",)
     images = torch.from_numpy(np.stack(arrays))
+    targets = torch.tensor(labels, dtype=torch.long)
     skipped = len(bad) + len(huge)
-    return images, torch.tensor(labels, dtype=torch.long), class_names, notes, skipped
+    return ImageSet(
+        f"{FOLDER_PREFIX}{root}", "all", str(root), images, targets, class_names, notes, skipped
+    )
 
 
 def _named(paths: list[Path]) -> str:

@@ -163,7 +163,8 @@ def inspect_run(run: RunDir) -> InspectReport:
     _describe_state(report, max(states, key=lambda s: int(s["step"])))
     report.progress = report.progress or Progress()
     _add_log_progress(report.progress, run.log.read())
-    report.evaluation = _last_evaluation(run.evaluations)
+    evaluations = read_evaluations(run.evaluations)  # a damaged eval.json: one line, exit 2
+    report.evaluation = evaluations[-1] if evaluations else None
     report.files = sorted(
         str(p.relative_to(run.path)) for p in run.path.iterdir() if not p.name.startswith(".")
     )
@@ -200,11 +201,6 @@ def _describe_state(report: InspectReport, state: dict[str, Any]) -> None:
         ema=state.get("ema") is not None,
     )
     report.versions = state.get("versions", {})
-
-
-def _last_evaluation(path: Path) -> dict[str, Any] | None:
-    records = read_evaluations(path)  # a damaged eval.json: one line, exit 2
-    return records[-1] if records else None
 
 
 def checkpoint_health(path: Path) -> tuple[CheckpointHealth, dict[str, Any] | None]:
@@ -303,9 +299,8 @@ def _add_log_progress(progress: Progress, records: list[dict[str, Any]]) -> None
         }
         rates = [r["images_per_second"] for r in epochs if r.get("images_per_second")]
         progress.images_per_second = round(sum(rates) / len(rates), 1) if rates else None
-    if steps:
-        progress.loss_d_sparkline = sparkline([r["loss_d"] for r in steps])
-        progress.loss_g_sparkline = sparkline([r["loss_g"] for r in steps])
+    progress.loss_d_sparkline = sparkline([r["loss_d"] for r in steps])
+    progress.loss_g_sparkline = sparkline([r["loss_g"] for r in steps])
 
 
 def sparkline(values: list[float], width: int = 40) -> str:

@@ -22,11 +22,11 @@ FLOAT_BYTES = 4
 
 
 def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if count < 1000 or unit == "PB":
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1000:
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1000
-    raise AssertionError("unreachable")
+    return f"{count:.1f} PB"
 
 
 def available_memory() -> int | None:
@@ -39,15 +39,13 @@ def available_memory() -> int | None:
                 found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
+    cgroup = Path("/sys/fs/cgroup")
     for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
     ):
         try:
-            cap, used = int(Path(limit).read_text()), int(Path(usage).read_text())
+            cap, used = int((cgroup / limit).read_text()), int((cgroup / usage).read_text())
         except (OSError, ValueError):  # absent, or "max": no limit
             continue
         if cap < 2**60:
@@ -58,18 +56,15 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
-def device_memory(device: torch.device) -> int | None:
-    """Free bytes on a CUDA device, or the host's available memory for the CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    if device.type == "cpu":
-        return available_memory()
-    return None  # MPS shares the host's memory in ways not worth guessing
-
-
 def check_memory(needed: float, what: str, hint: str, device: torch.device | None = None) -> None:
-    """ConfigError when `what` would need more than the memory free (on `device`)."""
-    free = device_memory(device) if device is not None else available_memory()
+    """ConfigError when `what` would need more than the memory free: on a CUDA `device`,
+    that device's free bytes; otherwise the host's available memory."""
+    if device is not None and device.type == "cuda":
+        free: int | None = int(torch.cuda.mem_get_info(device)[0])
+    elif device is None or device.type == "cpu":
+        free = available_memory()
+    else:
+        return  # MPS shares the host's memory in ways not worth guessing
     if free is not None and needed > free:
         raise ConfigError(
             f"{what} needs about {human_bytes(needed)} of memory and "
@@ -93,44 +88,32 @@ def check_disk(folder: Path, files: int, size: float, what: str, hint: str) -> N
         )
 
 
-def network_sizes(
-    config: Config, image_shape: tuple[int, int, int], classes: int
-) -> dict[str, int]:
-    """Parameters and per-image activations (numbers of floats) of G and D, built on
-    PyTorch's meta device: shapes only, no memory, whatever the widths."""
+def training_memory(config: Config, image_shape: tuple[int, int, int], classes: int) -> int:
+    """A low estimate of the bytes one training step holds at once: the weights with their
+    gradients and two optimiser moments, the EMA copy, and the activations autograd keeps
+    (and their gradients) for a batch through G and D. The networks are built on PyTorch's
+    meta device: shapes only, no memory, whatever the widths."""
     from gancli.engine.models import activations_per_sample, build_models
 
     with torch.device("meta"):
         # A folder's classes are known only once it is read; their number barely matters here.
         g, d = build_models(config.model, image_shape, max(classes, 2), shapes_only=True)
-    return {
-        "g_parameters": sum(p.numel() for p in g.parameters()),
-        "d_parameters": sum(p.numel() for p in d.parameters()),
-        "activations": activations_per_sample(g, (1, 1))
-        + activations_per_sample(d, image_shape[1:]),
-    }
-
-
-def training_memory(config: Config, image_shape: tuple[int, int, int], classes: int) -> int:
-    """A low estimate of the bytes one training step holds at once: the weights with their
-    gradients and two optimiser moments, the EMA copy, and the activations autograd keeps
-    (and their gradients) for a batch through G and D."""
-    sizes = network_sizes(config, image_shape, classes)
-    parameters = sizes["g_parameters"] + sizes["d_parameters"]
-    ema = sizes["g_parameters"] if config.training.ema else 0
+    g_parameters = sum(p.numel() for p in g.parameters())
+    parameters = g_parameters + sum(p.numel() for p in d.parameters())
+    ema = g_parameters if config.training.ema else 0
     state = FLOAT_BYTES * (4 * parameters + ema)
-    # Each activation is kept for the backward pass, which makes a gradient of it.
-    return int(state + 2 * FLOAT_BYTES * config.training.batch_size * sizes["activations"])
+    # Floats per image; each is kept for the backward pass, which makes a gradient of it.
+    activations = activations_per_sample(g, (1, 1)) + activations_per_sample(d, image_shape[1:])
+    return int(state + 2 * FLOAT_BYTES * config.training.batch_size * activations)
 
 
 def check_training_memory(
     config: Config, image_shape: tuple[int, int, int], classes: int, device: torch.device
 ) -> None:
     """Refuse a config whose networks cannot fit, before any data is read."""
-    needed = training_memory(config, image_shape, classes)
     m = config.model
     check_memory(
-        needed,
+        training_memory(config, image_shape, classes),
         f"training this config (model.g_width {m.g_width:g}, model.d_width {m.d_width:g}, "
         f"{image_shape[1]} px, batch {config.training.batch_size})",
         "lower the widths, data.image_size or training.batch_size",

@@ -10,10 +10,10 @@ directory reports and has listeners.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import methodcaller
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -178,13 +178,13 @@ class TensorBoardLog(Listener):
     view of it. The writer starts at the first log line, once the run's lock is held."""
 
     def __init__(self, run: RunDir, config_text: str, start_step: int, nrow: int):
-        require_tensorboard()
+        if importlib.util.find_spec("tensorboard") is None:  # before any file is made
+            raise ConfigError(
+                "training.tensorboard: the tensorboard package is not installed; "
+                "pip install 'gancli[tensorboard]' (or turn it off with --no-tensorboard)"
+            )
         self.run, self.config_text, self.start_step, self.nrow = run, config_text, start_step, nrow
         self.writer: Any = None
-
-    @property
-    def folder(self) -> Path:
-        return self.run.path / "tensorboard"
 
     def _writer(self) -> Any:
         if self.writer is None:
@@ -193,7 +193,7 @@ class TensorBoardLog(Listener):
             # A resumed run redoes the steps after its checkpoint: purging from there keeps
             # one value per step, as metrics.jsonl does.
             purge = self.start_step + 1 if self.start_step else None
-            self.writer = SummaryWriter(str(self.folder), purge_step=purge)
+            self.writer = SummaryWriter(str(self.run.path / "tensorboard"), purge_step=purge)
             if not self.start_step:
                 indented = "\n".join("    " + line for line in self.config_text.splitlines())
                 self.writer.add_text("config", indented, 0)
@@ -223,17 +223,6 @@ class TensorBoardLog(Listener):
     def on_fit_end(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def require_tensorboard() -> None:
-    """ConfigError unless the tensorboard package is installed (before any file is made)."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError(
-            "training.tensorboard: the tensorboard package is not installed; "
-            "pip install 'gancli[tensorboard]' (or turn it off with --no-tensorboard)"
-        )
 
 
 def default_listeners(

@@ -16,12 +16,15 @@ from gancli.engine.config import ObjectiveConfig
 
 
 class Objective:
-    """Base objective: no penalty, nothing to do after a D step, scores shown as they are."""
+    """Base objective: G raises D's scores of its fakes, no penalty but R1 and R2 when asked
+    for, nothing to do after a D step, scores shown as they are."""
 
     #: True when D's output is a logit whose sigmoid is the probability "real".
     probabilistic = False
     #: True when G's loss compares D's scores of fakes with those of the reals beside them.
     relativistic = False
+    #: True when D's loss penalises (||grad D(x_hat)|| - 1)^2 on random interpolates.
+    interpolates = False
 
     def __init__(self, cfg: ObjectiveConfig):
         self.cfg = cfg
@@ -31,7 +34,7 @@ class Objective:
 
     def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
         """G's loss; `d_real` (D's scores of a real batch) is given to relativistic objectives."""
-        raise NotImplementedError
+        return -d_fake.mean()
 
     def penalty(
         self,
@@ -42,17 +45,27 @@ class Objective:
         d_step: int,
     ) -> torch.Tensor | None:
         """What is added to D's loss at D step `d_step` (counted from 0 over the whole run):
-        R1 and R2, on every `reg_every`-th step with their weight scaled by `reg_every`
-        (lazy regularisation, Karras et al. 2020, section 3.1)."""
+        the interpolates' penalty on every step (WGAN-GP), then R1 and R2 on every
+        `reg_every`-th step with their weight scaled by `reg_every` (lazy regularisation,
+        Karras et al. 2020, section 3.1)."""
         cfg = self.cfg
+        gp = None
+        if self.interpolates:
+            # One mixing weight per sample, broadcast over every other dimension.
+            shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+            eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+            grad = input_gradient(discriminator, torch.lerp(fake.detach(), real, eps), labels)
+            norm = grad.flatten(1).norm(2, dim=1)
+            gp = cfg.gp_weight * (norm - 1.0).pow(2).mean()
         if not (cfg.r1 or cfg.r2) or d_step % cfg.reg_every:
-            return None
+            return gp
         terms = [
             zero_centred_penalty(discriminator, images, labels) * (gamma * cfg.reg_every)
             for gamma, images in ((cfg.r1, real), (cfg.r2, fake))
             if gamma
         ]
-        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        zero_centred = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        return zero_centred if gp is None else gp + zero_centred
 
     def after_d_step(self, discriminator: nn.Module) -> None:
         return None
@@ -110,9 +123,6 @@ class _Wasserstein(Objective):
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         return d_fake.mean() - d_real.mean()
 
-    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
-        return -d_fake.mean()
-
 
 class WassersteinClip(_Wasserstein):
     """Arjovsky et al. 2017: keep the critic roughly 1-Lipschitz by clipping every weight."""
@@ -127,22 +137,7 @@ class WassersteinClip(_Wasserstein):
 class WassersteinGP(_Wasserstein):
     """Gulrajani et al. 2017: penalise (||grad D(x_hat)|| - 1)^2 on random interpolates."""
 
-    def penalty(
-        self,
-        discriminator: nn.Module,
-        real: torch.Tensor,
-        fake: torch.Tensor,
-        labels: torch.Tensor,
-        d_step: int,
-    ) -> torch.Tensor:
-        # One mixing weight per sample, broadcast over every other dimension.
-        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-        eps = torch.rand(shape, device=real.device, dtype=real.dtype)
-        grad = input_gradient(discriminator, torch.lerp(fake.detach(), real, eps), labels)
-        norm = grad.flatten(1).norm(2, dim=1)
-        gp = self.cfg.gp_weight * (norm - 1.0).pow(2).mean()
-        zero_centred = super().penalty(discriminator, real, fake, labels, d_step)
-        return gp if zero_centred is None else gp + zero_centred
+    interpolates = True
 
 
 class Hinge(Objective):
@@ -150,9 +145,6 @@ class Hinge(Objective):
 
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-
-    def g_loss(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor:
-        return -d_fake.mean()
 
 
 class RelativisticPairing(Objective):

@@ -126,13 +126,11 @@ def precision_recall(
     fake_radii = _kth_neighbour_radii(fake, k)
     fake_inside = torch.zeros(fake.shape[0], dtype=torch.bool)
     real_inside = torch.zeros(real.shape[0], dtype=torch.bool)
-    start = 0
-    for chunk in fake.split(DISTANCE_CHUNK):
-        distances = torch.cdist(chunk, real)  # (chunk, real)
-        rows = slice(start, start + chunk.shape[0])
+    for start in range(0, fake.shape[0], DISTANCE_CHUNK):
+        rows = slice(start, start + DISTANCE_CHUNK)
+        distances = torch.cdist(fake[rows], real)  # (chunk, real)
         fake_inside[rows] = (distances <= real_radii).any(1)
         real_inside |= (distances <= fake_radii[rows, None]).any(0)
-        start += chunk.shape[0]
     return float(fake_inside.float().mean()), float(real_inside.float().mean())
 
 

@@ -44,8 +44,7 @@ class MLPGenerator(nn.Module):
         fan_in = cfg.z_dim + self.num_classes
         for width in widths:
             layers += [nn.Linear(fan_in, width)]
-            if cfg.g_norm == "batch":
-                layers += [nn.BatchNorm1d(width)]
+            layers += _norm(cfg.g_norm, width, maps=False)
             layers += [nn.LeakyReLU(0.2, inplace=True)]
             fan_in = width
         layers += [nn.Linear(fan_in, math.prod(image_shape)), nn.Tanh()]
@@ -70,7 +69,7 @@ class MLPDiscriminator(nn.Module):
         for i, width in enumerate(widths):
             layers += [nn.Linear(fan_in, width)]
             if i > 0:  # never normalise the raw input layer
-                layers += _norm_1d(cfg.d_norm, width)
+                layers += _norm(cfg.d_norm, width, maps=False)
             layers += [nn.LeakyReLU(0.2, inplace=True)]
             if cfg.d_dropout:
                 layers += [nn.Dropout(cfg.d_dropout)]
@@ -107,14 +106,14 @@ class DCGANGenerator(nn.Module):
         # (z_dim + classes) x 1 x 1 -> width x base x base
         layers: list[nn.Module] = [
             ProjectNoise(cfg.z_dim, self.num_classes, width, base, bias=bias),
-            *_norm_2d_g(cfg.g_norm, width, self.num_classes),
+            *_norm(cfg.g_norm, width, maps=True, num_classes=self.num_classes),
             nn.ReLU(inplace=True),
         ]
         for _ in range(doublings - 1):
             # width x s x s -> (width / 2) x 2s x 2s
             layers += [
                 nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
-                *_norm_2d_g(cfg.g_norm, width // 2, self.num_classes),
+                *_norm(cfg.g_norm, width // 2, maps=True, num_classes=self.num_classes),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
@@ -176,7 +175,7 @@ class DCGANDiscriminator(nn.Module):
             # width x s x s -> (width * 2) x s/2 x s/2
             layers += [
                 nn.Conv2d(width, width * 2, 4, 2, 1, bias=cfg.d_norm != "batch"),
-                *_norm_2d_d(cfg.d_norm, width * 2),
+                *_norm(cfg.d_norm, width * 2, maps=True),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             width *= 2
@@ -279,10 +278,8 @@ def build_models(
         "dcgan": (DCGANGenerator, DCGANDiscriminator),
     }
     g_cls, d_cls = families[cfg.arch]
-    generator, discriminator = (
-        g_cls(cfg, image_shape, num_classes),
-        d_cls(cfg, image_shape, num_classes),
-    )
+    generator = g_cls(cfg, image_shape, num_classes)
+    discriminator = d_cls(cfg, image_shape, num_classes)
     if shapes_only:
         return generator, discriminator
     if cfg.init == "dcgan":
@@ -336,12 +333,6 @@ def _conv_sides(layer: nn.Conv2d | nn.ConvTranspose2d, sides: list[int]) -> list
     return out
 
 
-def _compares_samples(layer: nn.Module) -> bool:
-    """Whether a layer's output for a sample depends on the other samples of its batch
-    (batch norm, minibatch standard deviation)."""
-    return isinstance(layer, (BATCH_NORMS, MinibatchStdDev))
-
-
 def _through(layers: nn.Sequential, x: torch.Tensor, parts: int) -> torch.Tensor:
     """x through `layers`. With parts > 1, x is that many equal batches joined (D's reals
     and fakes): the layers that compare a batch's samples take each part on its own, in
@@ -350,7 +341,7 @@ def _through(layers: nn.Sequential, x: torch.Tensor, parts: int) -> torch.Tensor
     if parts == 1:
         return layers(x)
     for layer in layers:
-        if _compares_samples(layer):
+        if isinstance(layer, (BATCH_NORMS, MinibatchStdDev)):  # compares a batch's samples
             x = torch.cat([layer(part) for part in x.chunk(parts)])
         else:
             x = layer(x)
@@ -401,20 +392,12 @@ def _scaled(width: int, multiplier: float) -> int:
     return max(1, round(width * multiplier))
 
 
-def _norm_1d(kind: str, width: int) -> list[nn.Module]:
-    if kind == "batch":
-        return [nn.BatchNorm1d(width)]
-    return [nn.LayerNorm(width)] if kind == "layer" else []
-
-
-def _norm_2d_g(kind: str, channels: int, num_classes: int) -> list[nn.Module]:
+def _norm(kind: str, channels: int, maps: bool, num_classes: int = 0) -> list[nn.Module]:
+    """The layer model.g_norm or model.d_norm names, if any, over features or feature maps."""
     if kind == "class-batch":
         return [ClassBatchNorm2d(channels, num_classes)]
-    return [nn.BatchNorm2d(channels)] if kind == "batch" else []
-
-
-def _norm_2d_d(kind: str, channels: int) -> list[nn.Module]:
-    # "layer" normalises each sample over (C, H, W) as WGAN-GP's critic does: one-group GroupNorm.
     if kind == "batch":
-        return [nn.BatchNorm2d(channels)]
-    return [nn.GroupNorm(1, channels)] if kind == "layer" else []
+        return [nn.BatchNorm2d(channels) if maps else nn.BatchNorm1d(channels)]
+    if kind == "layer":  # each sample on its own; maps over (C, H, W), as WGAN-GP's critic does
+        return [nn.GroupNorm(1, channels) if maps else nn.LayerNorm(channels)]
+    return []

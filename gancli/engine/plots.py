@@ -225,15 +225,13 @@ class _Pen:
 
     def drawing(self, drawing: Drawing, y0: float) -> None:
         x, y, w, h = drawing.frame
-        self.draw.rectangle(self._box(x, y0 + y, w, h), outline=_grey(0.15), width=round(self.k))
+        k = self.k
+        box = (round(x * k), round((y0 + y) * k), round((x + w) * k), round((y0 + y + h) * k))
+        self.draw.rectangle(box, outline=_grey(0.15), width=round(k))
         for stroke in drawing.strokes:
             self.stroke(stroke, y0)
         for label in drawing.labels:
             self.label(label, y0)
-
-    def _box(self, x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
-        k = self.k
-        return (round(x * k), round(y * k), round((x + w) * k), round((y + h) * k))
 
     def stroke(self, stroke: Stroke, y0: float) -> None:
         colour = stroke.colour or _grey(stroke.opacity)
@@ -273,8 +271,7 @@ class _Pen:
 def _metrics(font: Any) -> tuple[int, int]:
     """(ascent, descent) in pixels; Pillow built without FreeType has only a bitmap font."""
     if hasattr(font, "getmetrics"):
-        ascent, descent = font.getmetrics()
-        return ascent, descent
+        return font.getmetrics()
     return font.getbbox("Ag")[3], 0
 
 
@@ -374,10 +371,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.ceil(low / step - 1e-9)
-    ticks = []
-    for i in range(first, math.floor(high / step + 1e-9) + 1):
-        ticks.append(round(i * step, 12))
-    return ticks
+    return [round(i * step, 12) for i in range(first, math.floor(high / step + 1e-9) + 1)]
 
 
 def _tick_label(value: float, low: float, high: float) -> str:

@@ -39,16 +39,6 @@ REPORT_NAME = "report.html"  # the run's own page, which `gancli report` may rep
 MAX_GRIDS = 24  # epoch grids on one page; a longer run shows an even selection
 DISPLAY_WIDTH = 640  # CSS px a small image is enlarged toward, by a whole factor
 MAX_IMAGE_BYTES = 32 * 2**20  # a larger image file is left out of the page, and named
-SECTIONS = (
-    ("summary", "Summary"),
-    ("config", "Config"),
-    ("grids", "Epoch grids"),
-    ("progress", "Progress"),
-    ("losses", "Loss curves"),
-    ("evaluation", "Evaluation"),
-    ("warnings", "Warnings"),
-    ("checkpoints", "Checkpoints"),
-)
 
 
 @dataclass
@@ -101,12 +91,6 @@ def open_run_for_report(path: str | Path) -> RunDir:
     return run
 
 
-def check_report_target(out: Path, replace: bool) -> None:
-    """Refuse, before any image is read, a page that cannot be written at `out`."""
-    check_output_file(out, (".html", ".htm"), ".html", replace)
-    check_writable(out.parent, "--out")
-
-
 def write_report(
     path: str | None, out: str | None = None, force: bool = False, runs: str | None = None
 ) -> dict[str, Any]:
@@ -115,14 +99,11 @@ def write_report(
     other existing `out` is replaced only with `force`, and a new one is created
     exclusively. Returns what was written, and the problems the page names."""
     run = open_run_for_report(path) if path else latest_run(runs_root(runs))
-    return write_run_report(run, Path(out) if out else None, force)
-
-
-def write_run_report(run: RunDir, out: Path | None = None, force: bool = False) -> dict[str, Any]:
-    """write_report for an open run."""
-    target = out or run.path / REPORT_NAME
-    replace = force or out is None
-    check_report_target(target, replace)
+    target = Path(out) if out else run.path / REPORT_NAME
+    replace = force or not out
+    # Refused before any image is read: a page that cannot be written at `target`.
+    check_output_file(target, (".html", ".htm"), ".html", replace)
+    check_writable(target.parent, "--out")
     report = collect(run)
     page = readable(render(report)).encode("utf-8")  # run, file and class names included
     with atomic_write(target, replace=replace) as tmp:
@@ -285,18 +266,18 @@ def render(report: RunReport) -> str:
             f"<p>Parts of this run could not be read; the page shows the rest.</p>"
             f"<ul>{items}</ul></section>"
         )
-    bodies = {
-        "summary": _summary,
-        "config": _config,
-        "grids": _grids,
-        "progress": _progress,
-        "losses": _losses,
-        "evaluation": _evaluation,
-        "warnings": _warnings,
-        "checkpoints": _checkpoints,
-    }
-    for key, title in SECTIONS:
-        parts.append(f'<section id="{key}"><h2>{title}</h2>{bodies[key](report)}</section>')
+    sections = (
+        ("summary", "Summary", _summary),
+        ("config", "Config", _config),
+        ("grids", "Epoch grids", _grids),
+        ("progress", "Progress", _progress),
+        ("losses", "Loss curves", _losses),
+        ("evaluation", "Evaluation", _evaluation),
+        ("warnings", "Warnings", _warnings),
+        ("checkpoints", "Checkpoints", _checkpoints),
+    )
+    for key, title, body in sections:
+        parts.append(f'<section id="{key}"><h2>{title}</h2>{body(report)}</section>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

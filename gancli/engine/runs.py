@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gancli.engine.config import (
+    SECTIONS,
     Config,
     config_from_dict,
     config_to_dict,
@@ -48,59 +49,40 @@ def runs_root(out: str | Path | None = None) -> Path:
     return Path(os.environ.get(ENV_RUNS_DIR) or "runs").expanduser()
 
 
+class _Entry:
+    """A RunDir attribute naming a path inside the run: `config = _Entry("config.yaml")`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
+        return run.path / self.name
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
     made_root: bool = False  # create() made the runs root too: discard() removes it if empty
 
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
+    config = _Entry("config.yaml")
+    metrics = _Entry("metrics.jsonl")
+    samples = _Entry("samples")
+    checkpoints = _Entry("checkpoints")
+    last_checkpoint = _Entry("checkpoints/last.pt")
+    previous_checkpoint = _Entry("checkpoints/previous.pt")
+    reals = _Entry("reals.png")
+    losses_plot = _Entry("losses.png")
+    evaluations = _Entry("eval.json")
+    progress_gif = _Entry("progress.gif")
 
     @property
     def log(self) -> MetricsLog:
         return MetricsLog(self.metrics)
 
-    @property
-    def samples(self) -> Path:
-        return self.path / "samples"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def previous_checkpoint(self) -> Path:
-        return self.checkpoints / "previous.pt"
-
     def checkpoint_files(self) -> list[Path]:
         """last.pt, previous.pt, then the kept epoch_NNNN.pt, newest first."""
         kept = sorted(self.checkpoints.glob("epoch_*.pt"), reverse=True)
         return [self.last_checkpoint, self.previous_checkpoint, *kept]
-
-    @property
-    def reals(self) -> Path:
-        return self.path / "reals.png"
-
-    @property
-    def losses_plot(self) -> Path:
-        return self.path / "losses.png"
-
-    @property
-    def evaluations(self) -> Path:
-        return self.path / "eval.json"
-
-    @property
-    def progress_gif(self) -> Path:
-        return self.path / "progress.gif"
 
     def epoch_grid(self, epoch: int) -> Path:
         return self.samples / f"epoch_{epoch:04d}.png"
@@ -227,18 +209,14 @@ def read_resume_point(
 
 def _check_same_run(run: RunDir, checkpoint: Path, config: Config) -> None:
     """Refuse a checkpoint whose config differs from the run's config.yaml (epochs aside)."""
-    if not run.config.is_file():
-        return
     try:
         recorded = config_to_dict(load_config(run.config))
-    except ConfigError:
-        return  # an unreadable config.yaml is replaced by the checkpoint's own on resume
+    except ConfigError:  # missing or unreadable: the checkpoint's config is all there is
+        return
     ours = config_to_dict(config)
-    for section, values in ours.items():
-        if not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            theirs = recorded.get(section, {}).get(key)
+    for section in SECTIONS:
+        for key, value in ours[section].items():
+            theirs = recorded[section][key]
             if (section, key) != ("training", "epochs") and value != theirs:
                 raise CheckpointError(
                     f"{checkpoint} does not belong to {run.path}: {section}.{key} is {value!r} "
@@ -262,12 +240,9 @@ def latest_run(root: Path) -> RunDir:
 
 def resolve_checkpoint(path: str | Path | None, root: Path) -> tuple[RunDir | None, Path]:
     """A run directory, a checkpoint file or nothing (the latest run) -> (run, checkpoint)."""
-    if path is None:
-        run = latest_run(root)
-        return run, run.newest_checkpoint()[0]
-    target = Path(path).expanduser()
-    if target.is_dir():
-        run = RunDir.open(target)
+    target = None if path is None else Path(path).expanduser()
+    if target is None or target.is_dir():
+        run = latest_run(root) if target is None else RunDir.open(target)
         return run, run.newest_checkpoint()[0]
     if not target.exists():
         raise CheckpointError(f"no run directory or checkpoint at {target}{stat_problem(target)}")

@@ -25,7 +25,7 @@ from torch import nn
 
 from gancli.engine import distributed
 from gancli.engine.checkpoint import capture_rng
-from gancli.engine.errors import ConfigError, StorageError, TrainingError
+from gancli.engine.errors import ConfigError, StorageError, TrainingError, first_line
 from gancli.engine.options import RuntimeOptions
 from gancli.engine.runs import RunDir
 
@@ -313,7 +313,7 @@ def friendly_errors(run: RunDir) -> Iterator[None]:
             f"{run.checkpoints} is intact"
         ) from None
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
             raise TrainingError(f"--compile failed: {first[:200]}; train without it") from None
         if "deterministic" not in str(exc):
@@ -349,7 +349,8 @@ class StopRequests:
     def __init__(self) -> None:
         self.signum: int | None = None
 
-    def request(self, signum: int) -> None:
+    def request(self, signum: int, frame: Any = None) -> None:
+        """The signal handler: note the first stop signal, raise on the second."""
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
@@ -357,12 +358,8 @@ class StopRequests:
     @contextmanager
     def installed(self) -> Iterator[None]:
         """Route the stop signals here while training; the previous handlers after."""
-
-        def handler(signum: int, frame: Any) -> None:
-            self.request(signum)
-
         try:
-            previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+            previous = {s: signal.signal(s, self.request) for s in STOP_SIGNALS}
         except ValueError:  # not the main thread: leave signal handling to the caller
             yield
             return

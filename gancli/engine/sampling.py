@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gancli.engine.errors import ConfigError
-from gancli.engine.files import atomic_write, check_target, check_writable
+from gancli.engine.files import atomic_write, check_output_file, check_target, check_writable
 from gancli.engine.generator import (
     SampleRequest,
     StageReport,
@@ -61,17 +61,37 @@ class SampleJob:
 
 
 def sample(job: SampleJob, progress: StageReport | None = None) -> dict[str, Any]:
-    """`gancli sample`: generate and write, then say what was written and from what."""
+    """`gancli sample`: generate and write, then say what was written and from what: a .png
+    grid, a .npz (images uint8 NCHW, labels int64) or a folder.
+
+    No --out: a grid at the first free RUN/generated/sample-NNN.png. An existing --out is
+    replaced only with --force (and, for a folder, only gancli's own image names), and is
+    created exclusively otherwise: of two commands writing one name, one fails. --scale
+    enlarges a grid or each PNG of a folder (nearest neighbour); a .npz keeps the images as
+    the generator made them, for further computation. The result names the classes drawn.
+    """
     check_scale_factor(job.scale)
     run, checkpoint = resolve_checkpoint(job.run, runs_root(job.runs))
     trained = load_generator(checkpoint, use_device(job.device), job.ema)
     labels = tuple(parse_labels(list(job.classes), trained.class_names))
     request = SampleRequest(job.n, labels, job.seed, job.truncation, job.batch_size)
+    request = check_request(trained, request)
     default_dir = (run.path if run else Path.cwd()) / GENERATED
     out = Path(job.out) if job.out is not None else None
-    result = write_samples(
-        trained, request, out, job.nrow, job.force, default_dir, job.scale, progress
+    # The default name is claimed only once the checks pass: a refusal leaves nothing.
+    placeholder = default_dir / "sample-NNN.png"
+    check_output(
+        trained, request, out or placeholder, job.nrow, job.force or out is None, job.scale
     )
+    if out is not None:
+        result = _write(trained, request, out, job.nrow, job.force, job.scale, progress)
+    else:
+        claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder
+        try:
+            result = _write(trained, request, claimed, job.nrow, True, job.scale, progress)
+        except BaseException:  # failed or interrupted: give the name back
+            claimed.unlink(missing_ok=True)
+            raise
     result.update(
         checkpoint=str(checkpoint),
         epoch=trained.epoch,
@@ -107,7 +127,7 @@ def check_output(
 ) -> None:
     """Everything that would stop the write, checked before any image is made: the kind of
     --out, what is already there, the scale, and the memory or disk space it needs.
-    `request` is as check_request returned it (write_samples passes it so)."""
+    `request` is as check_request returned it (sample passes it so)."""
     kind = output_kind(out)
     check_target(out)
     check_writable(out if kind == "folder" else out.parent, "--out")
@@ -124,10 +144,7 @@ def check_output(
         what = f"-n {request.n:,}: a folder of {request.n:,} PNGs"
         check_disk(out, request.n, request.n * image_bytes * scale**2, what, "lower -n")
         return
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; name a .png or .npz file")
-    if os.path.lexists(out) and not force:
-        raise ConfigError(f"--out {out}: already exists; pass --force to replace it")
+    check_output_file(out, (".png", ".npz"), ".png or .npz", force)
     needed = request.n * (image_bytes + 8)  # the images and labels, held until written
     if kind == "grid":
         width, height = grid_size(request.n, _grid_nrow(request, nrow), trained.image_shape)
@@ -143,38 +160,6 @@ def check_output(
 def _grid_nrow(request: SampleRequest, nrow: int | None) -> int:
     """Columns of a grid: --nrow or the default, never more than there are images."""
     return min(nrow or default_nrow(request), request.n)
-
-
-def write_samples(
-    trained: TrainedGenerator,
-    request: SampleRequest,
-    out: Path | None,
-    nrow: int | None = None,
-    force: bool = False,
-    default_dir: Path = Path("generated"),
-    scale: int = 1,
-    progress: StageReport | None = None,
-) -> dict[str, object]:
-    """Generate and write: a .png grid, a .npz (images uint8 NCHW, labels int64) or a folder.
-
-    `out=None`: a grid at the first free DEFAULT_DIR/sample-NNN.png. An existing `out` is
-    replaced only with `force` (and, for a folder, only gancli's own image names), and is
-    created exclusively otherwise: of two commands writing one name, one fails. `scale`
-    enlarges a grid or each PNG of a folder (nearest neighbour); a .npz keeps the images as
-    the generator made them, for further computation. The result names the classes drawn.
-    """
-    request = check_request(trained, request)
-    # The default name is claimed only once the checks pass: a refusal leaves nothing.
-    placeholder = default_dir / "sample-NNN.png"
-    check_output(trained, request, out or placeholder, nrow, force or out is None, scale)
-    if out is not None:
-        return _write(trained, request, out, nrow, force, scale, progress)
-    claimed = next_free_path(default_dir, "sample", ".png")  # an empty placeholder
-    try:
-        return _write(trained, request, claimed, nrow, True, scale, progress)
-    except BaseException:  # failed or interrupted: give the name back
-        claimed.unlink(missing_ok=True)
-        raise
 
 
 def _write(

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from gancli.engine.config import Config
 from gancli.engine.data import ImageSet
 from gancli.engine.errors import CheckpointError, ConfigError
 from gancli.engine.evaluator import (
-    Embedding,
     Evaluator,
     Extractor,
     InceptionExtractor,
+    Log,
     evaluation_splits,
     load_evaluator,
 )
@@ -128,7 +127,7 @@ class EvaluateJob:
 
 def evaluate(
     job: EvaluateJob,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
     progress: StageReport | None = None,
 ) -> EvalReport:
     """`gancli evaluate`: score the generator and, for a run folder, add the scores to its
@@ -156,10 +155,7 @@ class Scorer:
         n: int = 10_000,
     ):
         self.evaluator, self.extractor = evaluator, extractor or evaluator
-        self.heldout = heldout
-        reference = heldout.images[:n]
-        self.classes = evaluator.embed(reference)
-        self.reference = self.classes if extractor is None else self.extractor.embed(reference)
+        self.reference = self.extractor.embed(heldout.images[:n])
         self.reference_shares = metrics.class_histogram(
             heldout.labels[:n].cpu(), len(evaluator.class_names)
         )
@@ -183,7 +179,13 @@ class Scorer:
             coverage=metrics.covered_classes(shares, self.reference_shares),
         )
         if full:
-            self._add_full(scores, features, shares, seed)
+            reference, fake = self.reference.features, features.features
+            scores.kid, scores.kid_std = metrics.kernel_distance(reference, fake, seed=seed)
+            scores.inception_score, scores.inception_score_std = metrics.inception_score(
+                features.probs
+            )
+            scores.precision, scores.recall = metrics.precision_recall(reference, fake)
+            scores.class_shares = [round(s, 4) for s in shares]
             clear = classes.probs.max(dim=1).values >= CONFIDENT
             scores.confident = float(clear.float().mean())
         if asked is not None:
@@ -195,17 +197,6 @@ class Scorer:
                 if (asked == i).any()
             }
         return scores
-
-    def _add_full(
-        self, scores: Scores, features: Embedding, shares: list[float], seed: int
-    ) -> None:
-        reference = self.reference.features
-        scores.kid, scores.kid_std = metrics.kernel_distance(
-            reference, features.features, seed=seed
-        )
-        scores.inception_score, scores.inception_score_std = metrics.inception_score(features.probs)
-        scores.precision, scores.recall = metrics.precision_recall(reference, features.features)
-        scores.class_shares = [round(s, 4) for s in shares]
 
 
 def check_request(request: EvalRequest) -> None:
@@ -245,7 +236,7 @@ def score_generator(
     trained: TrainedGenerator,
     request: EvalRequest,
     data_dir: str | Path | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
     progress: StageReport | None = None,
 ) -> EvalReport:
     """Score a trained generator (and the real-data floor) with n samples; `progress`
@@ -294,9 +285,7 @@ def score_generator(
     return report
 
 
-def append_record(
-    run: RunDir, report: EvalReport, log: Callable[[str], None] | None = None
-) -> None:
+def append_record(run: RunDir, report: EvalReport, log: Log | None = None) -> None:
     """Add one evaluation to the run's eval.json (a JSON list), atomically, holding the
     run's evaluation lock so that two evaluations at once both land. A file that is not
     such a list is kept beside it, as eval.json.unreadable (-2, -3, ... when taken)."""
@@ -328,7 +317,7 @@ class ProgressScorer:
         config: Config,
         data: ImageSet,
         data_dir: str | Path | None,
-        log: Callable[[str], None] | None = None,
+        log: Log | None = None,
         cluster_prior: torch.Tensor | None = None,
     ):
         self.config, self.data, self.data_dir, self.log = config, data, data_dir, log

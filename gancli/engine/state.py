@@ -24,7 +24,7 @@ from torch import nn
 from gancli.engine import distributed
 from gancli.engine.augment import Augment
 from gancli.engine.config import Config, TrainingConfig
-from gancli.engine.errors import CheckpointError
+from gancli.engine.errors import CheckpointError, first_line
 from gancli.engine.losses import build_objective
 from gancli.engine.models import build_models, has_convolutions
 from gancli.engine.runtime import (
@@ -245,7 +245,7 @@ class TrainState:
                     scaler.load_state_dict(state[name])
             self.steps = int(state["step"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0][:160]
+            first = first_line(exc)[:160]
             raise CheckpointError(f"checkpoint does not fit its own config: {first}") from None
 
 

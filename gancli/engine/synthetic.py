@@ -35,6 +35,8 @@ FONT_DIRS = (
 MAX_FONTS = 16
 BATCH = 4096
 
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
 
 def find_fonts() -> tuple[str, ...]:
     """Up to MAX_FONTS TrueType/OpenType files that draw ten distinct digits, sorted by path."""
@@ -57,9 +59,7 @@ def find_fonts() -> tuple[str, ...]:
     return tuple(usable)
 
 
-def _render(
-    font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str, stroke: int
-) -> Image.Image:
+def _render(font: Font, text: str, stroke: int) -> Image.Image:
     img = Image.new("L", (CANVAS * 2, CANVAS * 2), 0)
     ImageDraw.Draw(img).text(
         (CANVAS, CANVAS),
@@ -73,9 +73,7 @@ def _render(
     return img
 
 
-def _template(
-    font: ImageFont.FreeTypeFont | ImageFont.ImageFont, digit: int, stroke: int
-) -> np.ndarray:
+def _template(font: Font, digit: int, stroke: int) -> np.ndarray:
     """One glyph scaled into GLYPH_BOX and centred by its centre of mass on a CANVAS square."""
     img = _render(font, str(digit), stroke)
     box = img.getbbox()
@@ -103,9 +101,7 @@ def _template(
 @functools.lru_cache(maxsize=2)
 def _templates(fonts: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """(templates (T, 1, CANVAS, CANVAS) float in [0, 1], digit of each (T,))."""
-    sources: list[ImageFont.FreeTypeFont | ImageFont.ImageFont] = [
-        ImageFont.load_default(size=GLYPH_BOX)
-    ]
+    sources: list[Font] = [ImageFont.load_default(size=GLYPH_BOX)]
     sources += [ImageFont.truetype(path, GLYPH_BOX) for path in fonts]
     arrays, digits = [], []
     for font in sources:

@@ -307,9 +307,9 @@ class Trainer:
             self.step_in_epoch += 1
             flush = self.step % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch
             shown = None  # what the reporter gets: a log line's figures, or a preview
+            images = window_steps * images_per_step
             if flush:
                 now = time.perf_counter()
-                images = window_steps * images_per_step
                 logged = self._log("step", window, window_steps, images, now - window_clock)
                 window.zero_()
                 window_steps, window_clock = 0, now
@@ -321,7 +321,6 @@ class Trainer:
                 # per preview, this rank's figures, nothing written.
                 now = shown_at = time.perf_counter()
                 shown = dict(zip(STATS, (window / window_steps).tolist(), strict=True))
-                images = window_steps * images_per_step
                 shown["images_per_second"] = images / max(now - window_clock, 1e-9)
             self.reporter.advance(self.step, self.epoch + 1, shown)
             signum = self._agreed_stop(flush)
