@@ -76,6 +76,25 @@ def test_preset_recipes_keep_their_papers_and_say_what_was_tuned() -> None:
         assert "Tuned for 5-epoch runs" in resolve_preset(name).read_text()
 
 
+@pytest.mark.parametrize("name", sorted(list_presets()))
+def test_the_plain_recipes_in_preset_comments_load(name: str) -> None:
+    """Every `--set` line a preset's comment offers (the seed's or the paper's plain
+    recipe) names real keys and values: copied after the preset, it loads."""
+    text = resolve_preset(name).read_text()
+    for line in text.splitlines():
+        if line.startswith("#") and "--set " in line:
+            flags = line.split("--set ")[1:]
+            load_config(name, [flag.strip() for flag in flags])
+
+
+@pytest.mark.parametrize("name", ["gan-mnist", "wgan-mnist", "wgan-gp-mnist", "dcgan-mnist"])
+def test_classic_presets_condition_on_clusters_and_offer_the_plain_recipe(name: str) -> None:
+    cfg = load_config(name)
+    assert cfg.model.clusters == 200 and cfg.training.ema == 0.999
+    comment = resolve_preset(name).read_text()
+    assert "--set model.clusters=0" in comment and "--set training.ema=0" in comment
+
+
 @pytest.mark.parametrize("dataset", ["mnist", "fashion", "notmnist", "digits"])
 def test_modern_presets_condition_on_clusters_and_sample_the_ema(dataset: str) -> None:
     cfg = load_config(f"modern-{dataset}")

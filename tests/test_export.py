@@ -334,10 +334,10 @@ def test_a_file_that_fails_its_check_is_not_published(
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_a_generator_without_labels_takes_z_alone(tmp_path: Path) -> None:
-    """wgan-mnist's G reads no labels: the graphs take z only, and the sidecar says so."""
+    """Plain wgan-mnist's G reads no labels: the graphs take z only, and the sidecar says so."""
     import onnxruntime
 
-    config = load_config("wgan-mnist", [], {})
+    config = load_config("wgan-mnist", ["model.clusters=0"], {})
     generator, _ = build_models(config.model, (1, 28, 28), 10)
     trained = TrainedGenerator(
         generator.eval(), config, tuple("0123456789"), (1, 28, 28), tmp_path / "x.pt", False, 0

@@ -88,7 +88,7 @@ def test_ema_is_the_decayed_average_and_copies_buffers() -> None:
 
 
 def test_without_ema_samples_come_from_g() -> None:
-    s = state("gan-mnist")
+    s = state("gan-mnist", "training.ema=0", "training.ema_rampup=0")
     assert s.ema is None and s.sampler is s.generator
 
 
