@@ -87,7 +87,7 @@ def test_the_plain_recipes_in_preset_comments_load(name: str) -> None:
             load_config(name, [flag.strip() for flag in flags])
 
 
-@pytest.mark.parametrize("name", ["gan-mnist", "wgan-mnist", "wgan-gp-mnist", "dcgan-mnist"])
+@pytest.mark.parametrize("name", ["gan-mnist", "wgan-mnist", "dcgan-mnist"])
 def test_classic_presets_condition_on_clusters_and_offer_the_plain_recipe(name: str) -> None:
     cfg = load_config(name)
     assert cfg.model.clusters == 200 and cfg.training.ema == 0.999
